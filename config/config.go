@@ -1,0 +1,195 @@
+// Package config holds sipedge's canonical configuration: the structs, their
+// documented defaults, strict TOML decoding (unknown keys are errors with
+// file:line) and validation. Every default lives in Default(); a zero field in
+// a decoded file means "use the default" only where the field says so.
+package config
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Config is the whole sipedge configuration.
+type Config struct {
+	// DataDir holds the bbolt store (registrations, users) and the admin
+	// token. Default "./sipedge-data".
+	DataDir string `toml:"data_dir"`
+	// Domains are the SIP domains sipedge is authoritative for. Requests to
+	// these domains are routed to registered users. Default ["sipedge.local"]
+	// plus, always, every listen/advertise address (a phone may use the IP).
+	Domains []string `toml:"domains"`
+	// LocalNets are networks whose peers are never NAT-handled (exempt from
+	// NAT detection and fixes). Default none.
+	LocalNets []Prefix `toml:"local_nets"`
+	// Log controls logging.
+	Log Log `toml:"log"`
+	// Listen lists SIP listeners. Default one UDP and one TCP listener on
+	// 0.0.0.0:5060.
+	Listen []Listen `toml:"listen"`
+	// NAT is the default NAT policy; users and routes may override it.
+	NAT NAT `toml:"nat"`
+	// Registrar controls REGISTER handling.
+	Registrar Registrar `toml:"registrar"`
+	// Auth controls digest authentication.
+	Auth Auth `toml:"auth"`
+	// Security controls flood protection and bans.
+	Security Security `toml:"security"`
+	// Proxy controls forwarding.
+	Proxy Proxy `toml:"proxy"`
+	// Admin controls the HTTP admin API.
+	Admin Admin `toml:"admin"`
+	// Users are users defined in the config file, in addition to those in
+	// the embedded user store (`sipedge user add`). A config user wins over a
+	// stored user of the same name.
+	Users []User `toml:"users"`
+	// Routes are static routes to trunks/gateways, tried in order for
+	// requests that are not for a registered local user.
+	Routes []Route `toml:"routes"`
+
+	// src records where each key was written when the config was decoded
+	// from a file, so Validate and Warnings can say FILE:LINE. Nil for a
+	// config built in code.
+	src *source
+}
+
+// Log controls logging.
+type Log struct {
+	// Level is debug|info|warn|error. Default "info".
+	Level string `toml:"level"`
+	// Format is text|json. Default "text".
+	Format string `toml:"format"`
+}
+
+// Listen is one SIP listener.
+type Listen struct {
+	// Transport is "udp" or "tcp".
+	Transport string `toml:"transport"`
+	// Address is ip:port to bind, e.g. "0.0.0.0:5060".
+	Address string `toml:"address"`
+	// Advertise is the host (IP or name, optionally :port) put in Via and
+	// Record-Route for messages sent from this listener. Default: the bound
+	// IP, or the first non-loopback address of the host when bound to
+	// 0.0.0.0.
+	Advertise string `toml:"advertise"`
+}
+
+// NAT holds NAT policy defaults.
+type NAT struct {
+	// Mode is the default per-user policy: "auto" (detect), "force" (treat
+	// every peer as NATed) or "never" (never apply NAT fixes). Default "auto".
+	Mode string `toml:"mode"`
+}
+
+// Registrar controls REGISTER handling.
+type Registrar struct {
+	// MinExpires: shorter requested expiries get 423 Interval Too Brief.
+	// Default 60s.
+	MinExpires Duration `toml:"min_expires"`
+	// MaxExpires caps the granted expiry. Default 3600s.
+	MaxExpires Duration `toml:"max_expires"`
+	// DefaultExpires is used when the request has no expiry. Default 3600s.
+	DefaultExpires Duration `toml:"default_expires"`
+	// MaxContacts per AOR; the oldest binding is dropped beyond it.
+	// Default 10.
+	MaxContacts int `toml:"max_contacts"`
+	// FlushInterval is how often registrations are written to disk.
+	// Default 100ms.
+	FlushInterval Duration `toml:"flush_interval"`
+}
+
+// Auth controls digest authentication.
+type Auth struct {
+	// Realm in challenges. Default: the first domain.
+	Realm string `toml:"realm"`
+	// Algorithms offered in challenges, in order: "SHA-256", "MD5".
+	// Default ["SHA-256", "MD5"] (RFC 8760: one challenge per algorithm).
+	Algorithms []string `toml:"algorithms"`
+	// NonceTTL is how long a nonce is accepted; an older one gets
+	// stale=true. Default 5m.
+	NonceTTL Duration `toml:"nonce_ttl"`
+	// Secret keys nonces. Default: random per data dir (stored there).
+	Secret string `toml:"secret"`
+}
+
+// Security controls flood protection and bans.
+type Security struct {
+	// RateLimit is the sustained packets/s accepted per source IP before
+	// parsing; 0 disables. Default 200.
+	RateLimit float64 `toml:"rate_limit"`
+	// RateBurst is the bucket size. Default 400.
+	RateBurst int `toml:"rate_burst"`
+	// BanFailures failed authentications within BanWindow ban the source.
+	// Default 10; 0 disables banning.
+	BanFailures int `toml:"ban_failures"`
+	// BanWindow default 5m.
+	BanWindow Duration `toml:"ban_window"`
+	// BanTime default 15m.
+	BanTime Duration `toml:"ban_time"`
+	// ScannerUserAgents are substrings (case-insensitive) of User-Agent
+	// values whose requests are dropped silently. Default: a list of known
+	// scanners (friendly-scanner, sipvicious, sipcli, ...). Set to [] to
+	// disable.
+	ScannerUserAgents []string `toml:"scanner_user_agents"`
+	// Trusted networks are exempt from rate limits and bans.
+	Trusted []Prefix `toml:"trusted"`
+}
+
+// Proxy controls forwarding.
+type Proxy struct {
+	// MaxForwards set on requests without one. Default 70.
+	MaxForwards int `toml:"max_forwards"`
+	// InviteTimeout ends an unanswered INVITE branch (408/480). Default 120s.
+	InviteTimeout Duration `toml:"invite_timeout"`
+	// UDPMaxSize: over this size a request to a non-NATed peer that allows
+	// TCP is sent over TCP (RFC 3261 §18.1.1). Default 1300.
+	UDPMaxSize int `toml:"udp_max_size"`
+}
+
+// Admin controls the HTTP admin API.
+type Admin struct {
+	// Listen address. Default "127.0.0.1:5080". Empty string in the file
+	// keeps the default; "off" disables the API.
+	Listen string `toml:"listen"`
+	// Token for bearer auth. Default: generated and stored in
+	// DataDir/admin.token.
+	Token string `toml:"token"`
+}
+
+// User is a SIP user defined in the config.
+type User struct {
+	Name string `toml:"name"`
+	// Password in clear, or HA1 values for the realm. One of Password or
+	// HA1MD5/HA1SHA256 is required.
+	Password  string `toml:"password"`
+	HA1MD5    string `toml:"ha1_md5"`
+	HA1SHA256 string `toml:"ha1_sha256"`
+	// NAT overrides NAT.Mode for this user: auto|force|never.
+	NAT string `toml:"nat"`
+}
+
+// Route is a static route to a trunk or gateway.
+type Route struct {
+	// Name for logs and the admin view.
+	Name string `toml:"name"`
+	// User is a regular expression matched against the Request-URI user
+	// part; empty matches any.
+	User string `toml:"user"`
+	// Domain is matched against the Request-URI host; empty matches any.
+	Domain string `toml:"domain"`
+	// To is the next hop SIP URI, e.g. "sip:198.51.100.20:5060;transport=udp".
+	To string `toml:"to"`
+	// NAT policy for this trunk: auto|force|never. Default "never".
+	NAT string `toml:"nat"`
+	// TCP allows falling back to TCP for large messages. Default false.
+	TCP bool `toml:"tcp"`
+	// Trusted: requests arriving from To's address are accepted without
+	// digest auth (a trunk that does not authenticate). Default false.
+	Trusted bool `toml:"trusted"`
+}
+
+// Duration is a time.Duration that decodes from TOML strings like "30s"
+// and from integers meaning seconds.
+type Duration struct{ time.Duration }
+
+// Prefix is a netip.Prefix that decodes from "10.0.0.0/8" or a single IP.
+type Prefix struct{ netip.Prefix }

@@ -1,0 +1,130 @@
+package config
+
+import "time"
+
+// Values with a meaning of their own. Use these rather than string literals.
+const (
+	// NAT policies, for nat.mode and the nat key of users and routes.
+	NATAuto  = "auto"  // detect NAT per request
+	NATForce = "force" // treat every peer as NATed
+	NATNever = "never" // never apply NAT fixes
+
+	// Listener transports.
+	TransportUDP = "udp"
+	TransportTCP = "tcp"
+
+	// Digest algorithms (RFC 8760 names).
+	AlgorithmSHA256 = "SHA-256"
+	AlgorithmMD5    = "MD5"
+
+	// AdminOff as admin.listen disables the admin API.
+	AdminOff = "off"
+)
+
+// Defaults that are needed outside Default as well. Default is still the one
+// place to read them all.
+const (
+	// defaultAdminListen is also what an empty admin.listen in a file means.
+	defaultAdminListen = "127.0.0.1:5080"
+	// defaultRouteNAT applies to a route whose nat key is empty; see RouteNAT.
+	defaultRouteNAT = NATNever
+)
+
+// Default returns a new Config holding every default, ready to use: sipedge
+// runs on it when started without a config file, and Parse decodes files
+// over it. Each call returns a fresh copy that shares nothing with others.
+//
+// Two defaults cannot be stored here because they depend on other values:
+// a user's or route's empty nat key (see UserNAT and RouteNAT) and an empty
+// auth.realm (see Realm).
+func Default() *Config {
+	return &Config{
+		DataDir: "./sipedge-data",
+		Domains: []string{"sipedge.local"},
+		Log: Log{
+			Level:  "info",
+			Format: "text",
+		},
+		Listen: []Listen{
+			{Transport: TransportUDP, Address: "0.0.0.0:5060"},
+			{Transport: TransportTCP, Address: "0.0.0.0:5060"},
+		},
+		NAT: NAT{Mode: NATAuto},
+		Registrar: Registrar{
+			MinExpires:     Duration{60 * time.Second},
+			MaxExpires:     Duration{3600 * time.Second},
+			DefaultExpires: Duration{3600 * time.Second},
+			MaxContacts:    10,
+			FlushInterval:  Duration{100 * time.Millisecond},
+		},
+		Auth: Auth{
+			Algorithms: []string{AlgorithmSHA256, AlgorithmMD5},
+			NonceTTL:   Duration{5 * time.Minute},
+		},
+		Security: Security{
+			RateLimit:   200,
+			RateBurst:   400,
+			BanFailures: 10,
+			BanWindow:   Duration{5 * time.Minute},
+			BanTime:     Duration{15 * time.Minute},
+			// Substrings of User-Agent values sent by SIP scanners and
+			// war-diallers. Only tools that exist to scan or attack belong
+			// here: a legitimate client on this list would be silently
+			// dropped (so no sipsak, no SDKs that real products use).
+			ScannerUserAgents: []string{
+				"friendly-scanner", // SIPVicious, older versions
+				"sipvicious",       // SIPVicious
+				"sipcli",           // SIPCLI
+				"sip-scan",
+				"VaxSIPUserAgent",
+				"iWar", // war dialler
+				"sundayddr",
+				"SIVuS", // SiVuS scanner
+				"smap",  // SIP nmap-alike
+			},
+		},
+		Proxy: Proxy{
+			MaxForwards:   70,
+			InviteTimeout: Duration{120 * time.Second},
+			UDPMaxSize:    1300,
+		},
+		Admin: Admin{Listen: defaultAdminListen},
+	}
+}
+
+// UserNAT returns the NAT policy for u: u.NAT, or nat.mode when u.NAT is
+// empty.
+func (c *Config) UserNAT(u User) string {
+	if u.NAT != "" {
+		return u.NAT
+	}
+	return c.NAT.Mode
+}
+
+// RouteNAT returns the NAT policy for r: r.NAT, or "never" when r.NAT is
+// empty. Routes do not inherit nat.mode: trunks are usually reachable
+// directly, and NAT fixes aimed at them do more harm than good.
+func (c *Config) RouteNAT(r Route) string {
+	if r.NAT != "" {
+		return r.NAT
+	}
+	return defaultRouteNAT
+}
+
+// Realm returns the digest realm: auth.realm, or the first domain when
+// auth.realm is empty ("" if there is no domain either).
+func (c *Config) Realm() string {
+	if c.Auth.Realm != "" {
+		return c.Auth.Realm
+	}
+	if len(c.Domains) > 0 {
+		return c.Domains[0]
+	}
+	return ""
+}
+
+// AdminDisabled reports whether the admin API is turned off
+// (admin.listen = "off").
+func (c *Config) AdminDisabled() bool {
+	return c.Admin.Listen == AdminOff
+}
