@@ -1,0 +1,202 @@
+// Package admin is sipedge's HTTP admin API: JSON over HTTP, bound to
+// localhost by default, every endpoint behind a bearer token. The CLI and
+// (later) the dashboard use the same API. JSON field names are a stable
+// contract: fields may be added, never renamed or repurposed.
+package admin
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Peer is one registration as shown by `sipedge peer list`.
+type Peer struct {
+	AOR        string    `json:"aor"`
+	User       string    `json:"user"`
+	Contact    string    `json:"contact"`     // as sent by the phone
+	Transport  string    `json:"transport"`   // udp|tcp
+	Remote     string    `json:"remote"`      // observed source ip:port
+	Local      string    `json:"local"`       // our socket
+	NAT        bool      `json:"nat"`         // NAT handling applies
+	NATReasons []string  `json:"nat_reasons"` // why NAT was detected
+	Expires    time.Time `json:"expires"`
+	ExpiresIn  int       `json:"expires_in"` // seconds
+	UserAgent  string    `json:"user_agent"`
+	Registered time.Time `json:"registered"`
+	Updated    time.Time `json:"updated"`
+}
+
+// User is a provisioned SIP user (no secrets).
+type User struct {
+	Name   string `json:"name"`
+	NAT    string `json:"nat,omitempty"`
+	Source string `json:"source"` // "config" or "store"
+}
+
+// Ban is a banned source.
+type Ban struct {
+	IP       string    `json:"ip"`
+	Until    time.Time `json:"until"`
+	Reason   string    `json:"reason"`
+	Failures int       `json:"failures"`
+}
+
+// Status is the server overview.
+type Status struct {
+	Version       string            `json:"version"`
+	Started       time.Time         `json:"started"`
+	Uptime        int64             `json:"uptime_seconds"`
+	Listeners     []string          `json:"listeners"`
+	Domains       []string          `json:"domains"`
+	AORs          int               `json:"aors"`
+	Registrations int               `json:"registrations"`
+	NATed         int               `json:"nated"`
+	Transactions  map[string]int    `json:"transactions"`
+	Counters      map[string]uint64 `json:"counters"`
+	HeapBytes     uint64            `json:"heap_bytes"`
+}
+
+// Backend is what the API shows and changes.
+type Backend interface {
+	Status() Status
+	Peers() []Peer
+	Users() ([]User, error)
+	AddUser(name, password, nat string) error
+	DeleteUser(name string) (bool, error)
+	Bans() []Ban
+	Unban(ip string) bool
+	Metrics(w io.Writer)
+}
+
+// ErrBadRequest wraps user errors that map to 400.
+var ErrBadRequest = errors.New("admin: bad request")
+
+// Handler returns the API's HTTP handler.
+func Handler(b Backend, token string, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, b.Status()) })
+	mux.HandleFunc("GET /api/v1/peers", func(w http.ResponseWriter, r *http.Request) {
+		ps := b.Peers()
+		sort.Slice(ps, func(i, j int) bool {
+			if ps[i].AOR != ps[j].AOR {
+				return ps[i].AOR < ps[j].AOR
+			}
+			return ps[i].Contact < ps[j].Contact
+		})
+		if ps == nil {
+			ps = []Peer{}
+		}
+		writeJSON(w, 200, ps)
+	})
+	mux.HandleFunc("GET /api/v1/users", func(w http.ResponseWriter, r *http.Request) {
+		us, err := b.Users()
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		if us == nil {
+			us = []User{}
+		}
+		writeJSON(w, 200, us)
+	})
+	mux.HandleFunc("POST /api/v1/users", func(w http.ResponseWriter, r *http.Request) {
+		var in struct{ Name, Password, NAT string }
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&in); err != nil {
+			writeJSON(w, 400, map[string]string{"error": "invalid JSON: " + err.Error()})
+			return
+		}
+		if err := b.AddUser(in.Name, in.Password, in.NAT); err != nil {
+			writeErr(w, err)
+			return
+		}
+		writeJSON(w, 201, map[string]string{"name": in.Name})
+	})
+	mux.HandleFunc("DELETE /api/v1/users/{name}", func(w http.ResponseWriter, r *http.Request) {
+		ok, err := b.DeleteUser(r.PathValue("name"))
+		if err != nil {
+			writeErr(w, err)
+			return
+		}
+		if !ok {
+			writeJSON(w, 404, map[string]string{"error": "no such user"})
+			return
+		}
+		w.WriteHeader(204)
+	})
+	mux.HandleFunc("GET /api/v1/bans", func(w http.ResponseWriter, r *http.Request) {
+		bs := b.Bans()
+		if bs == nil {
+			bs = []Ban{}
+		}
+		writeJSON(w, 200, bs)
+	})
+	mux.HandleFunc("DELETE /api/v1/bans/{ip}", func(w http.ResponseWriter, r *http.Request) {
+		if !b.Unban(r.PathValue("ip")) {
+			writeJSON(w, 404, map[string]string{"error": "not banned"})
+			return
+		}
+		w.WriteHeader(204)
+	})
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		b.Metrics(w)
+	})
+	// Profiling for operators, behind the same token.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/heap", pprof.Handler("heap").ServeHTTP)
+	mux.HandleFunc("GET /debug/pprof/goroutine", pprof.Handler("goroutine").ServeHTTP)
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(r.Header.Get("Authorization"))
+		if token == "" || subtle.ConstantTimeCompare(got, want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sipedge"`)
+			writeJSON(w, 401, map[string]string{"error": "missing or wrong bearer token"})
+			return
+		}
+		if r.Method != http.MethodGet && r.Header.Get("Origin") != "" && !sameHost(r) {
+			writeJSON(w, 403, map[string]string{"error": "cross-origin request refused"})
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+func sameHost(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	o = strings.TrimPrefix(strings.TrimPrefix(o, "http://"), "https://")
+	return o == r.Host
+}
+
+func writeErr(w http.ResponseWriter, err error) {
+	code := 500
+	if errors.Is(err, ErrBadRequest) {
+		code = 400
+	}
+	writeJSON(w, code, map[string]string{"error": err.Error()})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+// Serve runs the API on l until it is closed.
+func Serve(l net.Listener, h http.Handler) *http.Server {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	return srv
+}

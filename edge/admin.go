@@ -1,0 +1,228 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sipedge/sipedge/admin"
+	"github.com/sipedge/sipedge/auth"
+	"github.com/sipedge/sipedge/location"
+)
+
+// Version is set at build time.
+var Version = "dev"
+
+// metrics are the edge's counters (Prometheus text format on /metrics).
+type metrics struct {
+	mu                      sync.Mutex
+	requests                map[string]uint64
+	responses               map[string]uint64
+	authOK, authFailed      atomic.Uint64
+	scannerDrops            atomic.Uint64
+}
+
+func (m *metrics) init() {
+	m.requests = map[string]uint64{}
+	m.responses = map[string]uint64{}
+}
+
+func (m *metrics) countRequest(method string) {
+	m.mu.Lock()
+	m.requests[method]++
+	m.mu.Unlock()
+}
+
+func (m *metrics) countResponse(code int) {
+	k := fmt.Sprintf("%dxx", code/100)
+	m.mu.Lock()
+	m.responses[k]++
+	m.mu.Unlock()
+}
+
+// startAdmin opens the admin API listener unless disabled.
+func (e *Edge) startAdmin() error {
+	tok := e.cfg.Admin.Token
+	if tok == "" {
+		s, err := readOrCreateSecret(filepath.Join(e.cfg.DataDir, "admin.token"), 24)
+		if err != nil {
+			return err
+		}
+		tok = s
+	}
+	e.adminToken = tok
+	if e.cfg.AdminDisabled() {
+		return nil
+	}
+	l, err := net.Listen("tcp", e.cfg.Admin.Listen)
+	if err != nil {
+		return fmt.Errorf("edge: admin listen %s: %w", e.cfg.Admin.Listen, err)
+	}
+	e.adminAddr = l.Addr().String()
+	srv := admin.Serve(l, admin.Handler(e, tok, e.log))
+	e.closers = append(e.closers, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	return nil
+}
+
+// Status implements admin.Backend.
+func (e *Edge) Status() admin.Status {
+	aors, regs := e.loc.Count()
+	nated := 0
+	e.loc.All(func(b location.Binding) bool {
+		if b.NAT {
+			nated++
+		}
+		return true
+	})
+	sv, cl := e.stack.Transactions()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	var doms []string
+	doms = append(doms, e.cfg.Domains...)
+	return admin.Status{
+		Version: Version, Started: e.started, Uptime: int64(time.Since(e.started) / time.Second),
+		Listeners: e.Listeners(), Domains: doms, AORs: aors, Registrations: regs, NATed: nated,
+		Transactions: map[string]int{"server": sv, "client": cl},
+		Counters:     e.counters(), HeapBytes: ms.HeapAlloc,
+	}
+}
+
+func (e *Edge) counters() map[string]uint64 {
+	st := &e.stack.Stats
+	gs := e.guard.Stats()
+	c := map[string]uint64{
+		"sip_rx_packets": st.RxPackets.Load(), "sip_tx_packets": st.TxPackets.Load(),
+		"sip_parse_errors": st.ParseErrors.Load(), "sip_dropped": st.Dropped.Load(),
+		"sip_keepalives": st.Keepalives.Load(), "sip_retransmissions": st.Retransmissions.Load(),
+		"sip_tx_timeouts": st.TxTimeouts.Load(),
+		"auth_ok": e.metrics.authOK.Load(), "auth_failed": e.metrics.authFailed.Load(),
+		"scanner_drops":      e.metrics.scannerDrops.Load(),
+		"guard_rate_limited": gs.RateLimited, "guard_banned_drops": gs.BannedDrops, "guard_bans": gs.BansIssued,
+	}
+	e.metrics.mu.Lock()
+	for k, v := range e.metrics.requests {
+		c["requests_"+k] = v
+	}
+	for k, v := range e.metrics.responses {
+		c["responses_"+k] = v
+	}
+	e.metrics.mu.Unlock()
+	return c
+}
+
+// Peers implements admin.Backend.
+func (e *Edge) Peers() []admin.Peer {
+	var out []admin.Peer
+	now := time.Now()
+	e.loc.All(func(b location.Binding) bool {
+		out = append(out, admin.Peer{
+			AOR: b.AOR, User: b.User, Contact: b.Contact, Transport: b.Flow.Transport,
+			Remote: b.Flow.Remote.String(), Local: b.Flow.Local.String(), NAT: b.NAT,
+			NATReasons: append([]string{}, b.NATReasons...), Expires: b.Expires,
+			ExpiresIn: int(b.Expires.Sub(now) / time.Second), UserAgent: b.UserAgent,
+			Registered: b.Registered, Updated: b.Updated,
+		})
+		return true
+	})
+	return out
+}
+
+// Users implements admin.Backend.
+func (e *Edge) Users() ([]admin.User, error) {
+	stored, err := e.stored.List()
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []admin.User
+	for _, u := range e.cfg.Users {
+		seen[u.Name] = true
+		out = append(out, admin.User{Name: u.Name, NAT: u.NAT, Source: "config"})
+	}
+	for _, u := range stored {
+		if !seen[u.Name] {
+			out = append(out, admin.User{Name: u.Name, NAT: u.NAT, Source: "store"})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// AddUser implements admin.Backend.
+func (e *Edge) AddUser(name, password, nat string) error {
+	if err := auth.ValidUserName(name); err != nil {
+		return fmt.Errorf("%w: %v", admin.ErrBadRequest, err)
+	}
+	if password == "" {
+		return fmt.Errorf("%w: password required", admin.ErrBadRequest)
+	}
+	switch nat {
+	case "", "auto", "force", "never":
+	default:
+		return fmt.Errorf("%w: nat must be auto, force or never", admin.ErrBadRequest)
+	}
+	return e.users.Put(auth.NewUser(name, e.cfg.Realm(), password, nat))
+}
+
+// DeleteUser implements admin.Backend.
+func (e *Edge) DeleteUser(name string) (bool, error) {
+	ok, err := e.users.Delete(name)
+	if errors.Is(err, auth.ErrConfigUser) {
+		return false, fmt.Errorf("%w: %v", admin.ErrBadRequest, err)
+	}
+	return ok, err
+}
+
+// Bans implements admin.Backend.
+func (e *Edge) Bans() []admin.Ban {
+	var out []admin.Ban
+	for _, b := range e.guard.Bans() {
+		out = append(out, admin.Ban{IP: b.IP.String(), Until: b.Until, Reason: b.Reason, Failures: b.Failures})
+	}
+	return out
+}
+
+// Unban implements admin.Backend.
+func (e *Edge) Unban(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	return e.guard.Unban(a)
+}
+
+// Metrics implements admin.Backend (Prometheus text exposition).
+func (e *Edge) Metrics(w io.Writer) {
+	st := e.Status()
+	fmt.Fprintf(w, "# TYPE sipedge_registrations gauge\nsipedge_registrations %d\n", st.Registrations)
+	fmt.Fprintf(w, "# TYPE sipedge_registrations_nated gauge\nsipedge_registrations_nated %d\n", st.NATed)
+	fmt.Fprintf(w, "# TYPE sipedge_transactions gauge\nsipedge_transactions{side=\"server\"} %d\nsipedge_transactions{side=\"client\"} %d\n",
+		st.Transactions["server"], st.Transactions["client"])
+	keys := make([]string, 0, len(st.Counters))
+	for k := range st.Counters {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, "# TYPE sipedge_%s_total counter\nsipedge_%s_total %d\n", k, k, st.Counters[k])
+	}
+}
+
+// TokenFile is where the admin token lives in a data dir.
+func TokenFile(dataDir string) string { return filepath.Join(dataDir, "admin.token") }
+
+var _ = os.ReadFile

@@ -1,0 +1,410 @@
+// Package edge wires sipedge together: listeners, the SIP stack, the fixed
+// pipeline (pipeline.go), the registrar, the proxy, the stores and the admin
+// API, with a Start/Shutdown lifecycle and a readiness signal.
+package edge
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.etcd.io/bbolt"
+	"golang.org/x/sys/unix"
+
+	"github.com/sipedge/sipedge/auth"
+	"github.com/sipedge/sipedge/config"
+	"github.com/sipedge/sipedge/location"
+	"github.com/sipedge/sipedge/proxy"
+	"github.com/sipedge/sipedge/registrar"
+	"github.com/sipedge/sipedge/sipx"
+)
+
+// listener is one configured SIP listener once bound.
+type listener struct {
+	transport string
+	local     netip.AddrPort
+	port      int
+	advHost   string
+	advPort   int
+}
+
+type trunk struct {
+	name string
+	addr netip.Addr
+}
+
+// Edge is a running sipedge.
+type Edge struct {
+	cfg *config.Config
+	log *slog.Logger
+
+	db     *bbolt.DB
+	users  *auth.LayeredUsers
+	stored *auth.BoltUsers
+	digest *auth.Digest
+	creds  func(user string) (auth.Credentials, bool)
+	guard  *auth.Guard
+	loc    *location.Store
+	stack  *sipx.Stack
+	reg    *registrar.Registrar
+	proxy  *proxy.Proxy
+
+	listeners     []listener
+	domains       map[string]struct{}
+	localNets     []netip.Prefix
+	trustedTrunks []trunk
+	adminToken    string
+	adminAddr     string
+	metrics       metrics
+	started       time.Time
+
+	closers []func()
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+// Options are process-level inputs that are not configuration.
+type Options struct {
+	Logger *slog.Logger
+	// UDPReaders is the number of SO_REUSEPORT sockets per UDP listener.
+	// Default GOMAXPROCS.
+	UDPReaders int
+}
+
+// Start opens the stores, binds every listener and starts serving. It
+// returns once everything is listening (ready).
+func Start(cfg *config.Config, opt Options) (_ *Edge, err error) {
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.UDPReaders <= 0 {
+		opt.UDPReaders = runtime.GOMAXPROCS(0)
+	}
+	e := &Edge{cfg: cfg, log: opt.Logger, stop: make(chan struct{}), started: time.Now(), domains: map[string]struct{}{}}
+	defer func() {
+		if err != nil {
+			e.Shutdown(context.Background())
+		}
+	}()
+	e.metrics.init()
+	for _, p := range cfg.LocalNets {
+		e.localNets = append(e.localNets, p.Prefix)
+	}
+	for _, d := range cfg.Domains {
+		e.domains[strings.ToLower(d)] = struct{}{}
+	}
+
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("edge: data dir: %w", err)
+	}
+	e.db, err = bbolt.Open(filepath.Join(cfg.DataDir, "sipedge.db"), 0o600, &bbolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("edge: open store %s: %w (is another sipedge running on this data dir?)", cfg.DataDir, err)
+	}
+	e.closers = append(e.closers, func() { _ = e.db.Close() })
+
+	// Users: config users on top of the embedded store.
+	e.stored, err = auth.NewBoltUsers(e.db)
+	if err != nil {
+		return nil, err
+	}
+	realm := cfg.Realm()
+	var cfgUsers []auth.User
+	for _, u := range cfg.Users {
+		au := auth.User{Name: u.Name, Realm: realm, HA1MD5: u.HA1MD5, HA1SHA256: u.HA1SHA256, NAT: u.NAT}
+		if u.Password != "" {
+			au = auth.NewUser(u.Name, realm, u.Password, u.NAT)
+		}
+		cfgUsers = append(cfgUsers, au)
+	}
+	e.users = auth.NewLayered(auth.NewMemUsers(cfgUsers...), e.stored)
+	e.creds = auth.CredentialsFunc(e.users, realm)
+
+	secret := []byte(cfg.Auth.Secret)
+	if len(secret) == 0 {
+		s, err := readOrCreateSecret(filepath.Join(cfg.DataDir, "nonce.secret"), 32)
+		if err != nil {
+			return nil, err
+		}
+		secret = []byte(s)
+	}
+	e.digest, err = auth.NewDigest(secret, realm, cfg.Auth.Algorithms, cfg.Auth.NonceTTL.Duration, time.Now)
+	if err != nil {
+		return nil, err
+	}
+	var trusted []netip.Prefix
+	for _, p := range cfg.Security.Trusted {
+		trusted = append(trusted, p.Prefix)
+	}
+	e.guard = auth.NewGuard(auth.GuardConfig{
+		Rate: cfg.Security.RateLimit, Burst: cfg.Security.RateBurst,
+		BanFailures: cfg.Security.BanFailures, BanWindow: cfg.Security.BanWindow.Duration, BanTime: cfg.Security.BanTime.Duration,
+		Trusted: trusted, ScannerUserAgents: cfg.Security.ScannerUserAgents,
+	}, time.Now)
+
+	e.loc, err = location.Open(e.db, location.Options{FlushInterval: cfg.Registrar.FlushInterval.Duration})
+	if err != nil {
+		return nil, err
+	}
+	e.closers = append(e.closers, func() { _ = e.loc.Close() })
+
+	e.stack = sipx.New(sipx.Config{Logger: e.log, Allow: e.guard.Allow}, e)
+	e.closers = append(e.closers, func() { _ = e.stack.Close() })
+
+	if err := e.bind(opt.UDPReaders); err != nil {
+		return nil, err
+	}
+	if err := e.buildRouting(); err != nil {
+		return nil, err
+	}
+	if err := e.startAdmin(); err != nil {
+		return nil, err
+	}
+	e.wg.Add(1)
+	go e.housekeeping()
+	return e, nil
+}
+
+// bind opens every listener. UDP listeners get several SO_REUSEPORT sockets
+// so reads spread over cores; the kernel hashes a peer's packets to one
+// socket, so one peer's messages stay in order.
+func (e *Edge) bind(readers int) error {
+	lc := net.ListenConfig{Control: func(network, address string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			if serr == nil && strings.HasPrefix(network, "udp") {
+				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+				_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	for _, l := range e.cfg.Listen {
+		switch l.Transport {
+		case "udp":
+			first, err := lc.ListenPacket(context.Background(), "udp", l.Address)
+			if err != nil {
+				return fmt.Errorf("edge: listen udp %s: %w", l.Address, err)
+			}
+			conn := first.(*net.UDPConn)
+			bound := conn.LocalAddr().String()
+			conns := []*net.UDPConn{conn}
+			for i := 1; i < readers; i++ {
+				c, err := lc.ListenPacket(context.Background(), "udp", bound)
+				if err != nil {
+					break // one socket still works
+				}
+				conns = append(conns, c.(*net.UDPConn))
+			}
+			e.addListener("udp", l, sipx.Flow{}.Local, conn.LocalAddr())
+			for _, c := range conns {
+				c := c
+				go func() { _ = e.stack.ServeUDP(c) }()
+			}
+		case "tcp":
+			ln, err := lc.Listen(context.Background(), "tcp", l.Address)
+			if err != nil {
+				return fmt.Errorf("edge: listen tcp %s: %w", l.Address, err)
+			}
+			e.addListener("tcp", l, sipx.Flow{}.Local, ln.Addr())
+			go func() { _ = e.stack.ServeTCP(ln) }()
+		default:
+			return fmt.Errorf("edge: transport %q not supported", l.Transport)
+		}
+	}
+	return nil
+}
+
+func (e *Edge) addListener(tr string, l config.Listen, _ netip.AddrPort, a net.Addr) {
+	ap, _ := netip.ParseAddrPort(a.String())
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	li := listener{transport: tr, local: ap, port: int(ap.Port()), advPort: int(ap.Port())}
+	switch {
+	case l.Advertise != "":
+		h, p, err := net.SplitHostPort(l.Advertise)
+		if err != nil {
+			li.advHost = l.Advertise
+		} else {
+			li.advHost = h
+			li.advPort, _ = strconv.Atoi(p)
+		}
+	case ap.Addr().IsUnspecified():
+		li.advHost = firstHostIP()
+	default:
+		li.advHost = ap.Addr().String()
+	}
+	e.listeners = append(e.listeners, li)
+	// Our addresses count as local "domains" (sip:alice@198.51.100.10).
+	e.domains[strings.ToLower(li.advHost)] = struct{}{}
+	if !ap.Addr().IsUnspecified() {
+		e.domains[ap.Addr().String()] = struct{}{}
+	}
+}
+
+// firstHostIP returns a non-loopback IPv4 address of this host, or
+// 127.0.0.1.
+func firstHostIP() string {
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			return n.IP.String()
+		}
+	}
+	return "127.0.0.1"
+}
+
+func (e *Edge) buildRouting() error {
+	c := e.cfg
+	var routes []proxy.Route
+	for _, r := range c.Routes {
+		var u sipx.Uri
+		if err := sipx.ParseUri(r.To, &u); err != nil {
+			return fmt.Errorf("edge: route %q: %w", r.Name, err)
+		}
+		pr := proxy.Route{Name: r.Name, Domain: r.Domain, To: u, NAT: c.RouteNAT(r), TCP: r.TCP, Trusted: r.Trusted, User: mustRe(r)}
+		routes = append(routes, pr)
+		if r.Trusted {
+			if ip, err := netip.ParseAddr(strings.Trim(u.Host, "[]")); err == nil {
+				e.trustedTrunks = append(e.trustedTrunks, trunk{name: r.Name, addr: ip})
+			} else if ips, err := net.DefaultResolver.LookupNetIP(context.Background(), "ip", u.Host); err == nil {
+				for _, ip := range ips {
+					e.trustedTrunks = append(e.trustedTrunks, trunk{name: r.Name, addr: ip.Unmap()})
+				}
+			}
+		}
+	}
+	e.reg = registrar.New(registrar.Config{
+		Store: e.loc, Logger: e.log,
+		LocalDomain: e.localDomain, CanonicalDomain: e.canonicalDomain,
+		Auth: e.regAuth,
+		Challenge: func(req *sipx.Request, stale bool) *sipx.Response {
+			return e.challenge(req, stale, 401)
+		},
+		NATMode: e.natMode, LocalNets: e.localNets,
+		MinExpires: c.Registrar.MinExpires.Duration, MaxExpires: c.Registrar.MaxExpires.Duration,
+		DefaultExpires: c.Registrar.DefaultExpires.Duration, MaxContacts: c.Registrar.MaxContacts,
+	})
+	e.proxy = proxy.New(proxy.Config{
+		Stack: e.stack, Logger: e.log,
+		Locate: e.loc.Lookup,
+		UserExists: func(u string) bool {
+			_, ok := e.users.Get(u)
+			return ok
+		},
+		LocalDomain: e.localDomain, CanonicalDomain: e.canonicalDomain, IsSelf: e.isSelf,
+		Advertise: e.advertise,
+		Auth:      e.proxyAuth,
+		Challenge: func(req *sipx.Request, stale bool) *sipx.Response {
+			return e.challenge(req, stale, 407)
+		},
+		Trusted: e.trusted, Routes: routes,
+		InviteTimeout: c.Proxy.InviteTimeout.Duration, MaxForwards: c.Proxy.MaxForwards, UDPMaxSize: c.Proxy.UDPMaxSize,
+	})
+	return nil
+}
+
+// housekeeping expires registrations and sweeps the flood guard.
+func (e *Edge) housekeeping() {
+	defer e.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	n := 0
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+			e.loc.Expire()
+			n++
+			if n%10 == 0 {
+				e.guard.Sweep()
+			}
+		}
+	}
+}
+
+// Listeners returns "transport address" for each bound listener.
+func (e *Edge) Listeners() []string {
+	var out []string
+	for _, l := range e.listeners {
+		out = append(out, l.transport+" "+l.local.String())
+	}
+	return out
+}
+
+// SIPAddr returns the bound address of the first listener of transport.
+func (e *Edge) SIPAddr(transport string) netip.AddrPort {
+	for _, l := range e.listeners {
+		if l.transport == transport {
+			return l.local
+		}
+	}
+	return netip.AddrPort{}
+}
+
+// AdminAddr returns the admin API address ("" if disabled).
+func (e *Edge) AdminAddr() string { return e.adminAddr }
+
+// AdminToken returns the admin bearer token.
+func (e *Edge) AdminToken() string { return e.adminToken }
+
+// Location returns the registration store.
+func (e *Edge) Location() *location.Store { return e.loc }
+
+// Shutdown stops serving and flushes the stores.
+func (e *Edge) Shutdown(ctx context.Context) {
+	select {
+	case <-e.stop:
+		return
+	default:
+		close(e.stop)
+	}
+	e.wg.Wait()
+	for i := len(e.closers) - 1; i >= 0; i-- {
+		e.closers[i]()
+	}
+}
+
+// readOrCreateSecret returns the hex secret stored in path, creating it.
+func readOrCreateSecret(path string, n int) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	buf := make([]byte, n)
+	if _, err := rand.Read(buf); err != nil {
+		return "", err
+	}
+	s := hex.EncodeToString(buf)
+	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return s, nil
+}
+
+// mustRe returns a route's compiled user pattern (validated by config).
+func mustRe(r config.Route) *regexp.Regexp {
+	re, _ := r.UserRegexp()
+	return re
+}
