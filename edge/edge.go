@@ -57,6 +57,7 @@ type Edge struct {
 	stored *auth.BoltUsers
 	digest *auth.Digest
 	creds  func(user string) (auth.Credentials, bool)
+	secret []byte
 	guard  *auth.Guard
 	loc    *location.Store
 	stack  *sipx.Stack
@@ -73,6 +74,7 @@ type Edge struct {
 	started       time.Time
 
 	closers []func()
+	serve   []func() // socket readers, started once the pipeline exists
 	stop    chan struct{}
 	wg      sync.WaitGroup
 }
@@ -142,6 +144,7 @@ func Start(cfg *config.Config, opt Options) (_ *Edge, err error) {
 		}
 		secret = []byte(s)
 	}
+	e.secret = secret
 	e.digest, err = auth.NewDigest(secret, realm, cfg.Auth.Algorithms, cfg.Auth.NonceTTL.Duration, time.Now)
 	if err != nil {
 		return nil, err
@@ -174,6 +177,10 @@ func Start(cfg *config.Config, opt Options) (_ *Edge, err error) {
 	if err := e.startAdmin(); err != nil {
 		return nil, err
 	}
+	// Only now, with the whole pipeline built, start reading packets.
+	for _, f := range e.serve {
+		go f()
+	}
 	e.wg.Add(1)
 	go e.housekeeping()
 	return e, nil
@@ -200,7 +207,15 @@ func (e *Edge) bind(readers int) error {
 	for _, l := range e.cfg.Listen {
 		switch l.Transport {
 		case "udp":
-			first, err := lc.ListenPacket(context.Background(), "udp", l.Address)
+			// Probe without SO_REUSEPORT first: with it, a second sipedge
+			// would silently share the port with this one.
+			probe, err := net.ListenPacket("udp", l.Address)
+			if err != nil {
+				return fmt.Errorf("edge: listen udp %s: %w", l.Address, err)
+			}
+			addr := probe.LocalAddr().String()
+			_ = probe.Close()
+			first, err := lc.ListenPacket(context.Background(), "udp", addr)
 			if err != nil {
 				return fmt.Errorf("edge: listen udp %s: %w", l.Address, err)
 			}
@@ -217,15 +232,17 @@ func (e *Edge) bind(readers int) error {
 			e.addListener("udp", l, sipx.Flow{}.Local, conn.LocalAddr())
 			for _, c := range conns {
 				c := c
-				go func() { _ = e.stack.ServeUDP(c) }()
+				e.serve = append(e.serve, func() { _ = e.stack.ServeUDP(c) })
+				e.closers = append(e.closers, func() { _ = c.Close() })
 			}
 		case "tcp":
-			ln, err := lc.Listen(context.Background(), "tcp", l.Address)
+			ln, err := net.Listen("tcp", l.Address) // no SO_REUSEPORT: one server per port
 			if err != nil {
 				return fmt.Errorf("edge: listen tcp %s: %w", l.Address, err)
 			}
 			e.addListener("tcp", l, sipx.Flow{}.Local, ln.Addr())
-			go func() { _ = e.stack.ServeTCP(ln) }()
+			e.serve = append(e.serve, func() { _ = e.stack.ServeTCP(ln) })
+			e.closers = append(e.closers, func() { _ = ln.Close() })
 		default:
 			return fmt.Errorf("edge: transport %q not supported", l.Transport)
 		}
@@ -315,7 +332,7 @@ func (e *Edge) buildRouting() error {
 		Challenge: func(req *sipx.Request, stale bool) *sipx.Response {
 			return e.challenge(req, stale, 407)
 		},
-		Trusted: e.trusted, Routes: routes,
+		Trusted: e.trusted, Routes: routes, Secret: e.secret,
 		InviteTimeout: c.Proxy.InviteTimeout.Duration, MaxForwards: c.Proxy.MaxForwards, UDPMaxSize: c.Proxy.UDPMaxSize,
 	})
 	return nil

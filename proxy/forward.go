@@ -264,7 +264,8 @@ func (p *Proxy) HandleStrayResponse(res *sipx.Response) {
 	if !strings.HasPrefix(br, sipx.MagicCookie+"-se") || !p.cfg.IsSelf(v.Host, portOr(v.Port, 5060)) {
 		return
 	}
-	up, ok := flowParam(v.Params, paramUp)
+	tok, _ := v.Params.Get(paramUp)
+	up, ok := p.viaFlow(tok)
 	if !ok {
 		return
 	}

@@ -7,6 +7,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"log/slog"
 	"net/netip"
@@ -94,6 +95,8 @@ type Config struct {
 	// handling; bindings carry their own NAT flag, this adds policy.
 	Routes        []Route
 	Media         Media
+	// Secret keys the HMAC on our Record-Route and Via flow tokens.
+	Secret []byte
 	InviteTimeout time.Duration
 	MaxForwards   int
 	UDPMaxSize    int
@@ -101,9 +104,10 @@ type Config struct {
 
 // Proxy is the stateful proxy.
 type Proxy struct {
-	cfg Config
-	log *slog.Logger
-	st  *sipx.Stack
+	cfg    Config
+	log    *slog.Logger
+	st     *sipx.Stack
+	secret []byte
 
 	Stats Stats
 }
@@ -136,7 +140,11 @@ func New(cfg Config) *Proxy {
 	if cfg.UDPMaxSize == 0 {
 		cfg.UDPMaxSize = 1300
 	}
-	return &Proxy{cfg: cfg, log: cfg.Logger.With("component", "proxy"), st: cfg.Stack,
+	if len(cfg.Secret) == 0 {
+		cfg.Secret = make([]byte, 32)
+		_, _ = rand.Read(cfg.Secret)
+	}
+	return &Proxy{cfg: cfg, log: cfg.Logger.With("component", "proxy"), st: cfg.Stack, secret: cfg.Secret,
 		Stats: Stats{Forwarded: map[string]uint64{}, Responses: map[string]uint64{}}}
 }
 
@@ -188,6 +196,12 @@ func (p *Proxy) HandleRequest(req *sipx.Request, f sipx.Flow, nat bool) {
 			rr = &params
 		}
 		req.RemoveHeader("Route")
+	}
+	if rr != nil && !p.routeSigned(*rr) {
+		// A route to us we did not record (or a forged one): it proves
+		// nothing, so the request is judged as if it had none.
+		p.log.Debug("unsigned or forged route params ignored", "source", f.Remote)
+		rr = nil
 	}
 	if req.Method == sipx.ACK {
 		p.forwardACK(req, f, rr)
@@ -296,6 +310,12 @@ func (p *Proxy) aor(u *sipx.Uri) string {
 
 // forwardACK forwards an ACK for a 2xx statelessly (it has no transaction).
 func (p *Proxy) forwardACK(req *sipx.Request, f sipx.Flow, rr *sipx.HeaderParams) {
+	// An ACK cannot be challenged: without our signed route it is
+	// forwarded only to a local user, never to an arbitrary address.
+	if rr == nil && !p.cfg.LocalDomain(req.Recipient.Host) {
+		p.log.Debug("ACK without our route to a foreign host dropped", "source", f.Remote)
+		return
+	}
 	t, err := p.dialogTarget(req, f, rr)
 	if err != nil {
 		p.log.Debug("ACK dropped", "error", err, "call_id", req.CallID().Value())
@@ -495,7 +515,7 @@ func (p *Proxy) pushVia(r *sipx.Request, to sipx.Flow, branch string, up sipx.Fl
 		Host: host, Port: port, Params: sipx.NewParams()}
 	v.Params.Add("branch", branch)
 	v.Params.Add("rport", "")
-	v.Params.Add(paramUp, up.Token())
+	v.Params.Add(paramUp, p.viaToken(up))
 	r.PrependHeader(v)
 }
 
@@ -522,6 +542,7 @@ func (p *Proxy) recordRoute(r *sipx.Request, up sipx.Flow, upNAT bool, down targ
 		if down.nat {
 			u.UriParams.Add(paramFB, down.flow.Token())
 		}
+		p.signRoute(&u)
 		return &sipx.RecordRoute{Address: u}
 	}
 	if up.Transport != down.flow.Transport {

@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"net"
 	"net/netip"
 	"strconv"
@@ -27,7 +30,62 @@ const (
 	// outlive their transaction (2xx retransmissions) still go back on the
 	// right flow.
 	paramUp = "se-up"
+	// paramSig is an HMAC over the route's ftag/fa/fb: a request cannot
+	// steer us to an arbitrary address with a forged route or token (that
+	// would make us an open relay). The Via token carries its own "~sig".
+	paramSig = "sig"
 )
+
+// mac returns a truncated HMAC-SHA256 of parts under the proxy's secret.
+func (p *Proxy) mac(parts ...string) string {
+	h := hmac.New(sha256.New, p.secret)
+	for _, x := range parts {
+		h.Write([]byte(x))
+		h.Write([]byte{0})
+	}
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:12])
+}
+
+// signRoute adds the sig param over the route's flow params.
+func (p *Proxy) signRoute(u *sipx.Uri) {
+	ftag, _ := u.UriParams.Get(paramFtag)
+	fa, _ := u.UriParams.Get(paramFA)
+	fb, _ := u.UriParams.Get(paramFB)
+	u.UriParams.Add(paramSig, p.mac("rr", ftag, fa, fb))
+}
+
+// routeSigned reports whether popped route params carry a valid sig.
+func (p *Proxy) routeSigned(rr sipx.HeaderParams) bool {
+	sig, ok := rr.Get(paramSig)
+	if !ok {
+		return false
+	}
+	ftag, _ := rr.Get(paramFtag)
+	fa, _ := rr.Get(paramFA)
+	fb, _ := rr.Get(paramFB)
+	want := p.mac("rr", ftag, fa, fb)
+	return hmac.Equal([]byte(sig), []byte(want))
+}
+
+// viaToken returns the signed upstream flow token for our Via.
+func (p *Proxy) viaToken(f sipx.Flow) string {
+	t := f.Token()
+	return t + "~" + p.mac("via", t)
+}
+
+// viaFlow verifies and parses a signed Via token.
+func (p *Proxy) viaFlow(v string) (sipx.Flow, bool) {
+	i := strings.LastIndexByte(v, '~')
+	if i < 0 {
+		return sipx.Flow{}, false
+	}
+	t, sig := v[:i], v[i+1:]
+	if !hmac.Equal([]byte(sig), []byte(p.mac("via", t))) {
+		return sipx.Flow{}, false
+	}
+	f, err := sipx.ParseToken(t)
+	return f, err == nil
+}
 
 // target is where a request goes next: a URI (the Request-URI to put) and
 // the flow to send it on.

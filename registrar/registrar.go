@@ -257,9 +257,11 @@ func (r *Registrar) update(req *sipx.Request, f sipx.Flow, aor, user string) ([]
 			// A NATed phone that re-registers with a new Contact under the
 			// same Call-ID replaces its old binding instead of piling up
 			// stale ones (registration churn behind NAT).
-			if idx < 0 && det.NAT {
+			// Only for a single-Contact request and a binding that existed
+			// before it, so a REGISTER listing several contacts keeps them all.
+			if idx < 0 && det.NAT && len(cs) == 1 {
 				for i, b := range out {
-					if b.CallID == callID && b.NAT && b.Instance == c.instance {
+					if i < len(cur) && b.CallID == callID && cseq > b.CSeq && b.NAT && b.Instance == c.instance {
 						idx = i
 						break
 					}

@@ -1,6 +1,7 @@
 package sipx
 
 import (
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -37,6 +38,9 @@ func (f Flow) String() string {
 // Format: t.remoteaddr.remoteport.localaddr.localport[.connid] with ':' in
 // IPv6 replaced by '-'. It is not secret; ParseToken validates it.
 func (f Flow) Token() string {
+	// IPv4-mapped forms are written as IPv4. A zone (needed to reach a
+	// link-local peer) is written as "_" + hex, since '%' and arbitrary
+	// zone names are not safe in a URI parameter.
 	var b strings.Builder
 	if f.Transport == TCP {
 		b.WriteByte('t')
@@ -44,11 +48,11 @@ func (f Flow) Token() string {
 		b.WriteByte('u')
 	}
 	b.WriteByte('.')
-	b.WriteString(strings.ReplaceAll(f.Remote.Addr().String(), ":", "-"))
+	b.WriteString(tokenAddr(f.Remote.Addr()))
 	b.WriteByte('.')
 	b.WriteString(strconv.Itoa(int(f.Remote.Port())))
 	b.WriteByte('.')
-	b.WriteString(strings.ReplaceAll(f.Local.Addr().String(), ":", "-"))
+	b.WriteString(tokenAddr(f.Local.Addr()))
 	b.WriteByte('.')
 	b.WriteString(strconv.Itoa(int(f.Local.Port())))
 	if f.ConnID != 0 {
@@ -66,6 +70,12 @@ func ParseToken(s string) (Flow, error) {
 	// dashes (IPv6). Parse right to left for ports, left to right for t.
 	if len(s) < 3 || s[1] != '.' {
 		return f, fmt.Errorf("sipx: bad flow token %q", s)
+	}
+	for i := 2; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == '.' || c == '-' || c == '_') {
+			return f, fmt.Errorf("sipx: bad character in flow token %q", s)
+		}
 	}
 	switch s[0] {
 	case 'u':
@@ -93,11 +103,26 @@ func ParseToken(s string) (Flow, error) {
 		if i+hostParts >= len(parts) {
 			return f, fmt.Errorf("sipx: short flow token %q", s)
 		}
-		host := strings.ReplaceAll(strings.Join(parts[i:i+hostParts], "."), "-", ":")
-		ip, err := netip.ParseAddr(host)
+		host := strings.Join(parts[i:i+hostParts], ".")
+		zone := ""
+		if z := strings.IndexByte(host, '_'); z >= 0 {
+			zb, err := hex.DecodeString(host[z+1:])
+			if err != nil || len(zb) == 0 {
+				return f, fmt.Errorf("sipx: bad flow token zone %q", s)
+			}
+			host, zone = host[:z], string(zb)
+		}
+		ip, err := netip.ParseAddr(strings.ReplaceAll(host, "-", ":"))
 		if err != nil {
 			return f, fmt.Errorf("sipx: bad flow token address: %w", err)
 		}
+		if zone != "" {
+			if !ip.Is6() || ip.Is4In6() {
+				return f, fmt.Errorf("sipx: zone on a non-IPv6 flow token address %q", s)
+			}
+			ip = ip.WithZone(zone)
+		}
+		ip = ip.Unmap() // flows are unmapped everywhere in the stack
 		port, err := strconv.ParseUint(parts[i+hostParts], 10, 16)
 		if err != nil {
 			return f, fmt.Errorf("sipx: bad flow token port: %w", err)
@@ -114,4 +139,20 @@ func ParseToken(s string) (Flow, error) {
 		f.ConnID = id
 	}
 	return f, nil
+}
+
+// tokenAddr writes an address for a flow token: IPv6 ':' become '-', a
+// zone becomes "_" + hex(zone), IPv4-mapped IPv6 becomes plain IPv4.
+func tokenAddr(a netip.Addr) string {
+	zone := a.Zone()
+	a = a.WithZone("")
+	if a.Is4In6() {
+		a = a.Unmap()
+		zone = ""
+	}
+	s := strings.ReplaceAll(a.String(), ":", "-")
+	if zone != "" {
+		s += "_" + hex.EncodeToString([]byte(zone))
+	}
+	return s
 }

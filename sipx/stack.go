@@ -126,6 +126,10 @@ func New(cfg Config, h Handler) *Stack {
 // ServeUDP reads conn until it is closed. Several conns may share one local
 // address (SO_REUSEPORT); sends pick any of them.
 func (s *Stack) ServeUDP(conn *net.UDPConn) error {
+	if s.closed.Load() {
+		_ = conn.Close()
+		return ErrClosed
+	}
 	local := addrPortOf(conn.LocalAddr())
 	s.mu.Lock()
 	s.udp[local] = append(s.udp[local], conn)
@@ -219,6 +223,10 @@ func classify(b []byte) kind {
 
 // ServeTCP accepts connections on l until it is closed.
 func (s *Stack) ServeTCP(l net.Listener) error {
+	if s.closed.Load() {
+		_ = l.Close()
+		return ErrClosed
+	}
 	s.mu.Lock()
 	s.tcpLn = append(s.tcpLn, l)
 	s.mu.Unlock()
@@ -293,24 +301,28 @@ func (s *Stack) ConnAlive(f Flow) bool {
 func (s *Stack) readTCP(tc *tcpConn) {
 	defer s.dropConn(tc)
 	r := bufio.NewReaderSize(tc.c, 8192)
+	crlf := 0 // CR/LF bytes seen since the last message, across reads
 	for {
 		_ = tc.c.SetReadDeadline(time.Now().Add(s.cfg.TCPIdle))
-		// Skip and answer keepalives between messages.
 		b, err := r.Peek(1)
 		if err != nil {
 			return
 		}
 		if b[0] == '\r' || b[0] == '\n' {
+			// Consume only what is buffered: Peek beyond it would block
+			// and the keepalive would never be answered.
 			n := 0
-			for {
-				p, err := r.Peek(n + 1)
-				if err != nil || (p[n] != '\r' && p[n] != '\n') {
+			for n < r.Buffered() {
+				p, _ := r.Peek(n + 1)
+				if p[n] != '\r' && p[n] != '\n' {
 					break
 				}
 				n++
 			}
 			_, _ = r.Discard(n)
-			if n >= 4 {
+			crlf += n
+			if crlf >= 4 { // CRLFCRLF ping → CRLF pong (RFC 5626 §3.5.1)
+				crlf = 0
 				s.Stats.Keepalives.Add(1)
 				tc.wmu.Lock()
 				_, _ = tc.c.Write([]byte("\r\n"))
@@ -318,6 +330,7 @@ func (s *Stack) readTCP(tc *tcpConn) {
 			}
 			continue
 		}
+		crlf = 0
 		raw, err := readStreamMessage(r)
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
@@ -361,6 +374,9 @@ func readStreamMessage(r *bufio.Reader) ([]byte, error) {
 		t := bytes.TrimRight(line, "\r\n")
 		if len(t) == 0 {
 			break
+		}
+		if t[0] == ' ' || t[0] == '\t' {
+			continue // folded continuation of the previous header
 		}
 		if i := bytes.IndexByte(t, ':'); i > 0 {
 			name := bytes.TrimSpace(t[:i])

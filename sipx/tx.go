@@ -122,8 +122,7 @@ func (s *Stack) handleRequest(r *Request, f Flow) {
 	key := serverKey(r)
 	switch r.Method {
 	case ACK:
-		if tx, ok := s.servers.get(key); ok {
-			tx.ack()
+		if tx, ok := s.servers.get(key); ok && tx.ack() {
 			return
 		}
 		s.handler.Request(r, f) // ACK for 2xx: forwarded statelessly
@@ -168,6 +167,7 @@ type ServerTx struct {
 	last      []byte
 	lastCode  int
 	cancelled bool
+	localTag  string
 	gInt      time.Duration
 	timerG    *time.Timer
 	timerEnd  *time.Timer
@@ -248,9 +248,26 @@ func (tx *ServerTx) Respond(res *Response) error {
 	return err
 }
 
-// RespondCode builds and sends a response with the given code and reason.
+// RespondCode builds and sends a response with the given code and reason;
+// every locally generated response of one transaction has the same To tag.
 func (tx *ServerTx) RespondCode(code int, reason string) error {
-	return tx.Respond(NewResponse(tx.Req, code, reason))
+	res := NewResponse(tx.Req, code, reason)
+	if to := res.To(); to != nil && code > 100 {
+		if _, had := tx.Req.To().Params.Get("tag"); !had {
+			to.Params.Add("tag", tx.tag())
+		}
+	}
+	return tx.Respond(res)
+}
+
+// tag returns the transaction's own To tag.
+func (tx *ServerTx) tag() string {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	if tx.localTag == "" {
+		tx.localTag = NewTag()
+	}
+	return tx.localTag
 }
 
 func (tx *ServerTx) retransmitted() {
@@ -280,11 +297,19 @@ func (tx *ServerTx) fireG() {
 	_ = tx.s.SendRaw(last, tx.Flow)
 }
 
-func (tx *ServerTx) ack() {
+// ack absorbs the ACK for a non-2xx final response; it returns false for
+// an ACK that must go to the TU (an ACK for a 2xx that reuses the INVITE's
+// branch, RFC 6026 Accepted state).
+func (tx *ServerTx) ack() bool {
 	tx.mu.Lock()
-	if tx.state != stCompleted {
+	switch tx.state {
+	case stCompleted:
+	case stConfirmed:
 		tx.mu.Unlock()
-		return
+		return true // retransmitted ACK
+	default:
+		tx.mu.Unlock()
+		return false
 	}
 	tx.state = stConfirmed
 	if tx.timerG != nil {
@@ -299,6 +324,7 @@ func (tx *ServerTx) ack() {
 	}
 	tx.timerEnd = time.AfterFunc(d, tx.terminate) // Timer I
 	tx.mu.Unlock()
+	return true
 }
 
 func (tx *ServerTx) terminate() {
@@ -411,7 +437,11 @@ func (tx *ClientTx) fail(code int, reason string) {
 		tx.mu.Unlock()
 		return
 	}
+	// Terminated under the same lock, so a response racing the timeout
+	// cannot be delivered as a second final.
 	tx.gotFinal = true
+	tx.state = ctTerminated
+	tx.stopTimers()
 	tx.mu.Unlock()
 	res := NewResponse(tx.Req, code, reason)
 	res.SetSource("")
