@@ -25,11 +25,11 @@ var Version = "dev"
 
 // metrics are the edge's counters (Prometheus text format on /metrics).
 type metrics struct {
-	mu                      sync.Mutex
-	requests                map[string]uint64
-	responses               map[string]uint64
-	authOK, authFailed      atomic.Uint64
-	scannerDrops            atomic.Uint64
+	mu                 sync.Mutex
+	requests           map[string]uint64
+	responses          map[string]uint64
+	authOK, authFailed atomic.Uint64
+	scannerDrops       atomic.Uint64
 }
 
 func (m *metrics) init() {
@@ -109,7 +109,7 @@ func (e *Edge) counters() map[string]uint64 {
 		"sip_parse_errors": st.ParseErrors.Load(), "sip_dropped": st.Dropped.Load(),
 		"sip_keepalives": st.Keepalives.Load(), "sip_retransmissions": st.Retransmissions.Load(),
 		"sip_tx_timeouts": st.TxTimeouts.Load(),
-		"auth_ok": e.metrics.authOK.Load(), "auth_failed": e.metrics.authFailed.Load(),
+		"auth_ok":         e.metrics.authOK.Load(), "auth_failed": e.metrics.authFailed.Load(),
 		"scanner_drops":      e.metrics.scannerDrops.Load(),
 		"guard_rate_limited": gs.RateLimited, "guard_banned_drops": gs.BannedDrops, "guard_bans": gs.BansIssued,
 	}

@@ -93,10 +93,10 @@ type Config struct {
 	Trusted func(src netip.Addr) (string, bool)
 	// NATFor returns whether requests to a binding's flow need NAT
 	// handling; bindings carry their own NAT flag, this adds policy.
-	Routes        []Route
-	Media         Media
+	Routes []Route
+	Media  Media
 	// Secret keys the HMAC on our Record-Route and Via flow tokens.
-	Secret []byte
+	Secret        []byte
 	InviteTimeout time.Duration
 	MaxForwards   int
 	UDPMaxSize    int
