@@ -27,6 +27,7 @@ import (
 
 	"github.com/sipedge/sipedge/auth"
 	"github.com/sipedge/sipedge/config"
+	"github.com/sipedge/sipedge/keepalive"
 	"github.com/sipedge/sipedge/location"
 	"github.com/sipedge/sipedge/proxy"
 	"github.com/sipedge/sipedge/registrar"
@@ -63,6 +64,7 @@ type Edge struct {
 	stack  *sipx.Stack
 	reg    *registrar.Registrar
 	proxy  *proxy.Proxy
+	pinger *keepalive.Pinger
 
 	listeners     []listener
 	domains       map[string]struct{}
@@ -308,6 +310,13 @@ func (e *Edge) buildRouting() error {
 			}
 		}
 	}
+	e.pinger = keepalive.New(keepalive.Config{
+		Send: func(f sipx.Flow, b []byte) error { return e.stack.SendRaw(b, f) },
+		Build: func(f sipx.Flow) []byte {
+			host, port := e.advertise(f.Transport, f.Local)
+			return keepalive.OptionsPing(f, host, port, e.cfg.Domains[0])
+		},
+	})
 	e.reg = registrar.New(registrar.Config{
 		Store: e.loc, Logger: e.log,
 		LocalDomain: e.localDomain, CanonicalDomain: e.canonicalDomain,
@@ -333,6 +342,7 @@ func (e *Edge) buildRouting() error {
 			return e.challenge(req, stale, 407)
 		},
 		Trusted: e.trusted, Routes: routes, Secret: e.secret,
+		DialogUp: e.pinger.DialogUp, DialogDown: e.pinger.DialogDown,
 		InviteTimeout: c.Proxy.InviteTimeout.Duration, MaxForwards: c.Proxy.MaxForwards, UDPMaxSize: c.Proxy.UDPMaxSize,
 	})
 	return nil
@@ -350,6 +360,7 @@ func (e *Edge) housekeeping() {
 			return
 		case <-t.C:
 			e.loc.Expire()
+			e.pinger.Tick()
 			n++
 			if n%10 == 0 {
 				e.guard.Sweep()

@@ -40,8 +40,13 @@ func (p *Proxy) forward(req *sipx.Request, up sipx.Flow, upNAT bool, tx *sipx.Se
 		forks.Store(tx, fk)
 		fk.timerC = time.AfterFunc(p.cfg.InviteTimeout, fk.timeout)
 	}
-	if req.Method == sipx.BYE && p.cfg.Media != nil {
-		p.cfg.Media.End(req.CallID().Value())
+	if req.Method == sipx.BYE {
+		if p.cfg.Media != nil {
+			p.cfg.Media.End(req.CallID().Value())
+		}
+		if p.cfg.DialogDown != nil {
+			p.cfg.DialogDown(req.CallID().Value())
+		}
 	}
 	fk.mu.Lock()
 	for _, t := range targets {
@@ -114,6 +119,16 @@ func (fk *fork) onResponse(b *branch, res *sipx.Response) {
 		p.Stats.inc(p.Stats.Responses, "2xx")
 		if first {
 			fk.finish()
+			if method == sipx.INVITE && p.cfg.DialogUp != nil {
+				var flows []sipx.Flow
+				if fk.upNAT {
+					flows = append(flows, fk.up)
+				}
+				if b.t.nat {
+					flows = append(flows, b.t.flow)
+				}
+				p.cfg.DialogUp(res.CallID().Value(), flows...)
+			}
 			_ = fk.tx.Respond(res)
 		} else if method == sipx.INVITE {
 			// Further 2xx (forking) always go upstream (§16.7 step 5).

@@ -96,7 +96,12 @@ type Config struct {
 	Routes []Route
 	Media  Media
 	// Secret keys the HMAC on our Record-Route and Via flow tokens.
-	Secret        []byte
+	Secret []byte
+	// DialogUp is called when an INVITE is answered with a 2xx, with the
+	// flows of the dialog's NATed sides (to keep their bindings open);
+	// DialogDown when a BYE ends it. Either may be nil.
+	DialogUp      func(callID string, flows ...sipx.Flow)
+	DialogDown    func(callID string)
 	InviteTimeout time.Duration
 	MaxForwards   int
 	UDPMaxSize    int
