@@ -1,0 +1,294 @@
+//go:build lab
+
+package lab
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The lab's sipedge: built once per test binary from ./cmd/sipedge, run in
+// se-edge with a config written per test and a fresh data directory.
+
+const (
+	// EdgeSIP is where sipedge listens for SIP (UDP and TCP).
+	EdgeSIP = EdgeIP + ":5060"
+	// Domain is the SIP domain sipedge serves in the lab.
+	Domain = "lab.example"
+	// AdminAddr and AdminToken reach sipedge's admin API from inside se-edge.
+	AdminAddr  = "127.0.0.1:5080"
+	AdminToken = "labtoken"
+)
+
+// DefaultUsers are the lab's accounts: alice (phone A), bob (phone B) and
+// carol (the public phone).
+var DefaultUsers = []User{{"alice", "alicepw"}, {"bob", "bobpw"}, {"carol", "carolpw"}}
+
+// User is a SIP account in sipedge's config.
+type User struct{ Name, Password string }
+
+// EdgeConfig is what a test may change in sipedge's config.
+type EdgeConfig struct {
+	// Users; if nil, DefaultUsers.
+	Users []User
+	// BanFailures is [security] ban_failures; if zero, 5.
+	BanFailures int
+	// Algorithms is [auth] algorithms; if nil, ["MD5"]. SIPp 3.6.1 can only
+	// answer MD5 and reads only the first challenge header, so with
+	// sipedge's default ["SHA-256", "MD5"] every SIPp phone would fail.
+	Algorithms []string
+	// Extra is appended to the file verbatim: whole TOML tables only.
+	Extra string
+}
+
+// TOML renders the config file for dataDir.
+func (c EdgeConfig) TOML(dataDir string) string {
+	users := c.Users
+	if users == nil {
+		users = DefaultUsers
+	}
+	ban := c.BanFailures
+	if ban == 0 {
+		ban = 5
+	}
+	algs := c.Algorithms
+	if algs == nil {
+		algs = []string{"MD5"}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "data_dir = %q\n", dataDir)
+	fmt.Fprintf(&b, "domains = [%q]\n\n", Domain)
+	b.WriteString("[log]\nlevel = \"debug\"\n\n")
+	for _, tr := range []string{"udp", "tcp"} {
+		fmt.Fprintf(&b, "[[listen]]\ntransport = %q\naddress = %q\n\n", tr, EdgeSIP)
+	}
+	fmt.Fprintf(&b, "[admin]\nlisten = %q\ntoken = %q\n\n", AdminAddr, AdminToken)
+	quoted := make([]string, len(algs))
+	for i, a := range algs {
+		quoted[i] = fmt.Sprintf("%q", a)
+	}
+	fmt.Fprintf(&b, "[auth]\nalgorithms = [%s]\n\n", strings.Join(quoted, ", "))
+	fmt.Fprintf(&b, "[security]\nban_failures = %d\n\n", ban)
+	for _, u := range users {
+		fmt.Fprintf(&b, "[[users]]\nname = %q\npassword = %q\n\n", u.Name, u.Password)
+	}
+	if c.Extra != "" {
+		b.WriteString(c.Extra)
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+var sipedgeBuild struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// BuildSipedge builds ./cmd/sipedge once per test binary into
+// test/lab/out/_bin/sipedge and returns its path; it fails t with the
+// compiler's output if the server does not build.
+func BuildSipedge(t testing.TB) string {
+	t.Helper()
+	b := &sipedgeBuild
+	b.once.Do(func() {
+		dir := filepath.Join(labDir(), "out", "_bin")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			b.err = err
+			return
+		}
+		b.path = filepath.Join(dir, "sipedge")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, goTool(), "build", "-o", b.path, "./cmd/sipedge")
+		cmd.Dir = ModuleRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.err = fmt.Errorf("go build ./cmd/sipedge: %v\n%s", err, out)
+		}
+	})
+	if b.err != nil {
+		t.Fatalf("lab: sipedge does not build (yet?): %v", b.err)
+	}
+	return b.path
+}
+
+// goTool is the go command: `go test` puts its own toolchain's bin first in
+// PATH.
+func goTool() string { return "go" }
+
+// Sipedge is a running sipedge in se-edge.
+type Sipedge struct {
+	Proc    *Proc
+	Bin     string
+	Config  string // path of the config file
+	DataDir string
+	lab     *Lab
+	http    *http.Client
+}
+
+// StartSipedge builds sipedge (once), writes cfg with a fresh data directory
+// into the artifact directory, runs `sipedge serve -c` in se-edge and waits
+// (up to 10 s) until the admin API answers GET /api/v1/status with 200. If t
+// fails, the tail of sipedge's log is printed.
+func (l *Lab) StartSipedge(cfg EdgeConfig) *Sipedge {
+	l.T.Helper()
+	bin := BuildSipedge(l.T)
+	s := &Sipedge{
+		Bin:     bin,
+		Config:  filepath.Join(l.Dir, "sipedge.toml"),
+		DataDir: filepath.Join(l.Dir, "sipedge-data"),
+		lab:     l,
+		http:    l.HTTPClient(NSEdge),
+	}
+	if err := os.RemoveAll(s.DataDir); err != nil {
+		l.T.Fatal(err)
+	}
+	if err := os.MkdirAll(s.DataDir, 0o700); err != nil {
+		l.T.Fatal(err)
+	}
+	if err := os.WriteFile(s.Config, []byte(cfg.TOML(s.DataDir)), 0o600); err != nil {
+		l.T.Fatal(err)
+	}
+	s.Proc = l.Start(NSEdge, "sipedge", bin, "serve", "-c", s.Config)
+	l.T.Cleanup(func() {
+		if l.T.Failed() {
+			l.T.Logf("sipedge log tail (%s):\n%s", s.Proc.Stderr, s.Proc.Tail(40))
+		}
+	})
+	if err := s.waitReady(10 * time.Second); err != nil {
+		l.T.Fatalf("lab: sipedge not ready: %v", err)
+	}
+	return s
+}
+
+func (s *Sipedge) waitReady(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for {
+		if s.Proc.Exited() {
+			return fmt.Errorf("sipedge exited with code %d:\n%s", s.Proc.ExitCode(), s.Proc.Tail(30))
+		}
+		_, err := s.get("/api/v1/status")
+		if err == nil {
+			return nil
+		}
+		last = err
+		if time.Now().After(deadline) {
+			return fmt.Errorf("admin API http://%s/api/v1/status not answering 200 after %v: %v\nsipedge log tail:\n%s",
+				AdminAddr, timeout, last, s.Proc.Tail(30))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// get fetches an admin API path with the bearer token, from inside se-edge.
+func (s *Sipedge) get(path string) ([]byte, error) {
+	req, err := http.NewRequest(http.MethodGet, "http://"+AdminAddr+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+AdminToken)
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return body, fmt.Errorf("GET %s: %s: %s", path, resp.Status, bytes.TrimSpace(body))
+	}
+	return body, nil
+}
+
+// Peer is one registration as the admin API and `sipedge peer list --json`
+// show it.
+type Peer struct {
+	AOR        string    `json:"aor"`
+	User       string    `json:"user"`
+	Contact    string    `json:"contact"`
+	Transport  string    `json:"transport"`
+	Remote     string    `json:"remote"`
+	Local      string    `json:"local"`
+	NAT        bool      `json:"nat"`
+	NATReasons []string  `json:"nat_reasons"`
+	Expires    time.Time `json:"expires"`
+	UserAgent  string    `json:"user_agent"`
+}
+
+// Peers is GET /api/v1/peers.
+func (s *Sipedge) Peers() ([]Peer, error) {
+	body, err := s.get("/api/v1/peers")
+	if err != nil {
+		return nil, err
+	}
+	var peers []Peer
+	if err := json.Unmarshal(body, &peers); err != nil {
+		return nil, fmt.Errorf("GET /api/v1/peers: %w: %s", err, body)
+	}
+	return peers, nil
+}
+
+// PeersCLI is `sipedge peer list --json`, run inside se-edge.
+func (s *Sipedge) PeersCLI() ([]Peer, error) {
+	out, err := s.lab.Exec(NSEdge, s.Bin, "peer", "list", "--json", "--admin", "http://"+AdminAddr, "--token", AdminToken)
+	if err != nil {
+		return nil, err
+	}
+	var peers []Peer
+	if err := json.Unmarshal([]byte(out), &peers); err != nil {
+		return nil, fmt.Errorf("sipedge peer list --json: %w: %s", err, out)
+	}
+	return peers, nil
+}
+
+// Peer returns the registration of aor ("alice@lab.example"), waiting up to
+// 2 s for it to appear.
+func (s *Sipedge) Peer(aor string) (Peer, error) {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		peers, err := s.Peers()
+		if err != nil {
+			return Peer{}, err
+		}
+		var aors []string
+		for _, p := range peers {
+			if p.AOR == aor {
+				return p, nil
+			}
+			aors = append(aors, p.AOR)
+		}
+		if time.Now().After(deadline) {
+			return Peer{}, fmt.Errorf("no peer %s; peers: %v", aor, aors)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Stop stops sipedge (SIGTERM, then SIGKILL after 5 s).
+func (s *Sipedge) Stop() { s.Proc.Stop() }
+
+// Alive fails t if sipedge has exited.
+func (s *Sipedge) Alive(t testing.TB) {
+	t.Helper()
+	if s.Proc.Exited() {
+		t.Fatalf("sipedge exited with code %d:\n%s", s.Proc.ExitCode(), s.Proc.Tail(30))
+	}
+}
+
+// Signal sends sig to sipedge (for reload or shutdown tests).
+func (s *Sipedge) Signal(sig syscall.Signal) error { return s.Proc.cmd.Process.Signal(sig) }
