@@ -79,14 +79,15 @@ type Stack struct {
 	handler Handler
 	Stats   Stats
 
-	mu     sync.RWMutex
-	udp    map[netip.AddrPort][]*net.UDPConn
-	udpAny []*net.UDPConn
-	tcpLn  []net.Listener
-	conns  map[uint64]*tcpConn
-	byAddr map[netip.AddrPort]*tcpConn // TCP connection reuse by remote
-	nextID atomic.Uint64
-	closed atomic.Bool
+	mu      sync.RWMutex
+	udp     map[netip.AddrPort][]*net.UDPConn
+	udpAny  []*net.UDPConn
+	tcpLn   []net.Listener
+	conns   map[uint64]*tcpConn
+	byAddr  map[netip.AddrPort]*tcpConn // TCP connection reuse by remote
+	dialing map[netip.AddrPort]*dialCall
+	nextID  atomic.Uint64
+	closed  atomic.Bool
 
 	servers txTable[*ServerTx]
 	clients txTable[*ClientTx]
@@ -117,6 +118,7 @@ func New(cfg Config, h Handler) *Stack {
 		udp:     map[netip.AddrPort][]*net.UDPConn{},
 		conns:   map[uint64]*tcpConn{},
 		byAddr:  map[netip.AddrPort]*tcpConn{},
+		dialing: map[netip.AddrPort]*dialCall{},
 	}
 	s.servers.init()
 	s.clients.init()
@@ -126,16 +128,19 @@ func New(cfg Config, h Handler) *Stack {
 // ServeUDP reads conn until it is closed. Several conns may share one local
 // address (SO_REUSEPORT); sends pick any of them.
 func (s *Stack) ServeUDP(conn *net.UDPConn) error {
+	local := addrPortOf(conn.LocalAddr())
+	// Check closed and join the WaitGroup under the lock Close takes, so a
+	// concurrent Close either sees this socket or we see it closed.
+	s.mu.Lock()
 	if s.closed.Load() {
+		s.mu.Unlock()
 		_ = conn.Close()
 		return ErrClosed
 	}
-	local := addrPortOf(conn.LocalAddr())
-	s.mu.Lock()
 	s.udp[local] = append(s.udp[local], conn)
 	s.udpAny = append(s.udpAny, conn)
-	s.mu.Unlock()
 	s.wg.Add(1)
+	s.mu.Unlock()
 	defer s.wg.Done()
 
 	buf := make([]byte, MaxMessageSize+1)
@@ -223,14 +228,15 @@ func classify(b []byte) kind {
 
 // ServeTCP accepts connections on l until it is closed.
 func (s *Stack) ServeTCP(l net.Listener) error {
+	s.mu.Lock()
 	if s.closed.Load() {
+		s.mu.Unlock()
 		_ = l.Close()
 		return ErrClosed
 	}
-	s.mu.Lock()
 	s.tcpLn = append(s.tcpLn, l)
-	s.mu.Unlock()
 	s.wg.Add(1)
+	s.mu.Unlock()
 	defer s.wg.Done()
 	for {
 		c, err := l.Accept()
@@ -251,7 +257,10 @@ func (s *Stack) ServeTCP(l net.Listener) error {
 			_ = c.Close()
 			continue
 		}
-		tc := s.addConn(c)
+		tc, err := s.addConn(c)
+		if err != nil {
+			return nil
+		}
 		go s.readTCP(tc)
 	}
 }
@@ -264,15 +273,20 @@ type tcpConn struct {
 	last atomic.Int64 // unix nanos of last activity
 }
 
-func (s *Stack) addConn(c net.Conn) *tcpConn {
+func (s *Stack) addConn(c net.Conn) (*tcpConn, error) {
 	tc := &tcpConn{id: s.nextID.Add(1), c: c}
 	tc.flow = Flow{Transport: TCP, Local: addrPortOf(c.LocalAddr()), Remote: addrPortOf(c.RemoteAddr()), ConnID: tc.id}
 	tc.last.Store(time.Now().UnixNano())
 	s.mu.Lock()
+	if s.closed.Load() { // Close already swept s.conns
+		s.mu.Unlock()
+		_ = c.Close()
+		return nil, ErrClosed
+	}
 	s.conns[tc.id] = tc
 	s.byAddr[tc.flow.Remote] = tc
 	s.mu.Unlock()
-	return tc
+	return tc, nil
 }
 
 func (s *Stack) dropConn(tc *tcpConn) {
@@ -530,14 +544,41 @@ func (s *Stack) tcpConnFor(f Flow) (*tcpConn, error) {
 	if tc != nil {
 		return tc, nil
 	}
-	d := net.Dialer{Timeout: 3 * time.Second}
-	c, err := d.DialContext(context.Background(), "tcp", f.Remote.String())
-	if err != nil {
-		return nil, err
+	// One dial per remote: concurrent senders wait for it, so a burst
+	// opens one connection and a dialog's messages keep their order.
+	s.mu.Lock()
+	if tc := s.byAddr[f.Remote]; tc != nil {
+		s.mu.Unlock()
+		return tc, nil
 	}
-	tc = s.addConn(c)
-	go s.readTCP(tc)
-	return tc, nil
+	if d := s.dialing[f.Remote]; d != nil {
+		s.mu.Unlock()
+		<-d.done
+		return d.tc, d.err
+	}
+	d := &dialCall{done: make(chan struct{})}
+	s.dialing[f.Remote] = d
+	s.mu.Unlock()
+	dl := net.Dialer{Timeout: 3 * time.Second}
+	c, err := dl.DialContext(context.Background(), "tcp", f.Remote.String())
+	if err == nil {
+		if d.tc, err = s.addConn(c); err == nil {
+			go s.readTCP(d.tc)
+		}
+	}
+	d.err = err
+	s.mu.Lock()
+	delete(s.dialing, f.Remote)
+	s.mu.Unlock()
+	close(d.done)
+	return d.tc, d.err
+}
+
+// dialCall is an outgoing TCP dial others may wait for.
+type dialCall struct {
+	done chan struct{}
+	tc   *tcpConn
+	err  error
 }
 
 // UDPLocals returns the local addresses of the UDP sockets.
