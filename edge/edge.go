@@ -405,9 +405,18 @@ func (e *Edge) Shutdown(ctx context.Context) {
 	default:
 		close(e.stop)
 	}
-	e.wg.Wait()
-	for i := len(e.closers) - 1; i >= 0; i-- {
-		e.closers[i]()
+	done := make(chan struct{})
+	go func() {
+		e.wg.Wait()
+		for i := len(e.closers) - 1; i >= 0; i-- {
+			e.closers[i]()
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		e.log.Warn("shutdown did not finish in time", "error", ctx.Err())
 	}
 }
 

@@ -388,6 +388,20 @@ func (p *Proxy) initial(req *sipx.Request, f sipx.Flow, nat bool) {
 	if req.Method == sipx.INVITE {
 		_ = tx.Respond(sipx.NewResponse(req, 100, "Trying"))
 	}
+	ruri := &req.Recipient
+	if ruri.User == "" && p.cfg.LocalDomain(ruri.Host) && req.Route() == nil {
+		// Addressed to this server itself: OPTIONS is a keepalive or
+		// health check and is answered without a challenge.
+		if req.Method == sipx.OPTIONS {
+			res := sipx.NewResponse(req, 200, "OK")
+			res.AppendHeader(sipx.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, PRACK, SUBSCRIBE, NOTIFY, REFER, MESSAGE"))
+			res.AppendHeader(sipx.NewHeader("Accept", "application/sdp"))
+			_ = tx.Respond(res)
+			return
+		}
+		p.reply(req, f, tx, 405, "Method Not Allowed", "")
+		return
+	}
 	from := req.From().Address
 	fromLocal := p.cfg.LocalDomain(from.Host)
 	trusted := false
@@ -415,8 +429,7 @@ func (p *Proxy) initial(req *sipx.Request, f sipx.Flow, nat bool) {
 		trusted = true
 	}
 
-	ruri := &req.Recipient
-	if p.cfg.LocalDomain(ruri.Host) && !(ruri.User == "" && req.Route() == nil) {
+	if p.cfg.LocalDomain(ruri.Host) && ruri.User != "" {
 		if req.Route() == nil {
 			targets := p.localTargets(req)
 			if len(targets) > 0 {
@@ -434,18 +447,6 @@ func (p *Proxy) initial(req *sipx.Request, f sipx.Flow, nat bool) {
 			}
 			return
 		}
-	}
-	if ruri.User == "" && p.cfg.LocalDomain(ruri.Host) && req.Route() == nil {
-		// Addressed to this server itself.
-		if req.Method == sipx.OPTIONS {
-			res := sipx.NewResponse(req, 200, "OK")
-			res.AppendHeader(sipx.NewHeader("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, UPDATE, INFO, PRACK, SUBSCRIBE, NOTIFY, REFER, MESSAGE"))
-			res.AppendHeader(sipx.NewHeader("Accept", "application/sdp"))
-			_ = tx.Respond(res)
-			return
-		}
-		p.reply(req, f, tx, 405, "Method Not Allowed", "")
-		return
 	}
 	// Outside destination: only for local users / trunks.
 	if !trusted && !p.authorizedRelay(req, f, tx) {

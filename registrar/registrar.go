@@ -235,6 +235,14 @@ func (r *Registrar) update(req *sipx.Request, f sipx.Flow, aor, user string) ([]
 	for i, x := range det.Reasons {
 		reasons[i] = string(x)
 	}
+	if det.Exempt {
+		// Make the exemption visible in the peers view.
+		if in.Mode == sipnat.ModeNever {
+			reasons = []string{"exempt: nat=never"}
+		} else {
+			reasons = []string{"exempt: local network"}
+		}
+	}
 
 	return r.cfg.Store.Update(aor, func(cur []location.Binding) ([]location.Binding, error) {
 		if wildcard {
