@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Runs every sipedge test: vet, unit and in-process tests (with -race), short
+# fuzz runs of every parser, and the network-namespace NAT lab with SIPp.
+# Installs what it needs with apt-get when missing (run as root on Debian).
+#
+#   test/all.sh            everything
+#   SKIP_LAB=1 test/all.sh no lab (no root needed)
+#   FUZZTIME=30s test/all.sh   longer fuzzing
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin"
+FUZZTIME="${FUZZTIME:-5s}"
+
+need_pkgs=()
+command -v go >/dev/null || { echo "Go is required (https://go.dev/dl/)" >&2; exit 1; }
+if [ "${SKIP_LAB:-0}" != 1 ]; then
+  command -v sipp >/dev/null      || need_pkgs+=(sip-tester)
+  command -v ip >/dev/null        || need_pkgs+=(iproute2)
+  command -v iptables >/dev/null  || need_pkgs+=(iptables)
+  command -v conntrack >/dev/null || need_pkgs+=(conntrack)
+  if [ ${#need_pkgs[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+      echo "== installing ${need_pkgs[*]}"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+    else
+      echo "lab needs ${need_pkgs[*]} (run as root, or SKIP_LAB=1)" >&2; exit 1
+    fi
+  fi
+fi
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then echo "not gofmt-ed:"; echo "$unformatted"; exit 1; fi
+
+echo "== go vet"
+go vet ./...
+go vet -tags lab ./test/lab/
+
+echo "== unit and in-process tests (race detector)"
+go test -race -count=1 ./...
+
+echo "== fuzz smoke ($FUZZTIME per target)"
+for pkg in $(go list ./...); do
+  dir=$(go list -f '{{.Dir}}' "$pkg")
+  for target in $(grep -hoE '^func (Fuzz[A-Za-z0-9_]+)' "$dir"/*_test.go 2>/dev/null | awk '{print $2}' | sort -u); do
+    echo "-- $pkg $target"
+    go test -run='^$' -fuzz="^${target}\$" -fuzztime="$FUZZTIME" "$pkg" >/dev/null
+  done
+done
+
+if [ "${SKIP_LAB:-0}" != 1 ]; then
+  echo "== NAT lab (network namespaces, iptables NAT, SIPp)"
+  go test -tags lab -count=1 -timeout 20m -v ./test/lab/ 2>&1 | tee /tmp/sipedge-lab.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|\s+\S+_test.go)' || true
+  # The verdict is go test's own exit status.
+  if ! grep -qE '^ok\s' /tmp/sipedge-lab.log; then
+    echo "NAT lab FAILED (full log: /tmp/sipedge-lab.log)"; tail -50 /tmp/sipedge-lab.log; exit 1
+  fi
+fi
+echo "== all tests passed"
