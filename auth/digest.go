@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -140,6 +141,30 @@ type Digest struct {
 	prefix      string
 	suffix      []string
 	staleSuffix []string
+
+	// cur is the nonce handed out during the current second. Nonces are
+	// stateless (a timestamp and an HMAC), so sharing one between the
+	// challenges of one second changes nothing for security (any nonce is
+	// replayable within its TTL, see the package doc), and saves the
+	// random read and HMAC on every challenge under load.
+	cur atomic.Pointer[secondNonce]
+}
+
+type secondNonce struct {
+	sec   int64
+	nonce string
+}
+
+// currentNonce returns the nonce of the current second, minting it once.
+func (d *Digest) currentNonce() string {
+	now := d.now()
+	sec := now.Unix()
+	if c := d.cur.Load(); c != nil && c.sec == sec {
+		return c.nonce
+	}
+	n := d.newNonce(now)
+	d.cur.Store(&secondNonce{sec: sec, nonce: n})
+	return n
 }
 
 // NewDigest returns a Digest for realm offering algs (a subset of
@@ -287,7 +312,7 @@ func (d *Digest) ChallengesFor(stale bool, c Credentials) []string {
 }
 
 func (d *Digest) challenges(stale bool, c Credentials) []string {
-	nonce := d.newNonce(d.now())
+	nonce := d.currentNonce()
 	suffix := d.suffix
 	if stale {
 		suffix = d.staleSuffix
