@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -64,6 +65,9 @@ type Config struct {
 	TCPIdle time.Duration
 	// Trace, if set, sees every message read and written (debug capture).
 	Trace func(in bool, f Flow, b []byte)
+	// Workers parse and handle UDP messages, sharded by Call-ID.
+	// Default GOMAXPROCS.
+	Workers int
 }
 
 // Stats are counters exported by the stack.
@@ -89,9 +93,11 @@ type Stack struct {
 	nextID  atomic.Uint64
 	closed  atomic.Bool
 
-	servers txTable[*ServerTx]
-	clients txTable[*ClientTx]
-	wg      sync.WaitGroup
+	servers  txTable[*ServerTx]
+	clients  txTable[*ClientTx]
+	wg       sync.WaitGroup
+	workers  []chan work
+	workerWG sync.WaitGroup
 }
 
 // New returns a Stack that delivers to h.
@@ -122,6 +128,16 @@ func New(cfg Config, h Handler) *Stack {
 	}
 	s.servers.init()
 	s.clients.init()
+	n := cfg.Workers
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	for i := 0; i < n; i++ {
+		ch := make(chan work, 1024)
+		s.workers = append(s.workers, ch)
+		s.workerWG.Add(1)
+		go s.worker(ch)
+	}
 	return s
 }
 
@@ -182,16 +198,75 @@ func (s *Stack) ServeUDP(conn *net.UDPConn) error {
 		if s.cfg.Trace != nil {
 			s.cfg.Trace(true, f, data)
 		}
-		msg, err := sip.ParseMessage(bytes.Clone(data))
+		// Hand the datagram to the worker of its Call-ID: messages of one
+		// call or transaction stay in order, and one busy peer (whose
+		// packets the kernel hashes to one socket) still uses every core.
+		w := s.workers[callIDHash(data)%uint32(len(s.workers))]
+		w <- work{b: bytes.Clone(data), f: f}
+	}
+}
+
+// work is a datagram for a worker.
+type work struct {
+	b []byte
+	f Flow
+}
+
+// worker parses and dispatches the datagrams of its share of Call-IDs.
+func (s *Stack) worker(ch chan work) {
+	defer s.workerWG.Done()
+	for w := range ch {
+		msg, err := sip.ParseMessage(w.b)
 		if err != nil {
 			s.Stats.ParseErrors.Add(1)
 			// The parser's error quotes header text, which may be an
 			// Authorization header: log only what is safe.
-			s.log.Debug("unparsable datagram", "flow", f, "bytes", n, "start", safeStart(data))
+			s.log.Debug("unparsable datagram", "flow", w.f, "bytes", len(w.b), "start", safeStart(w.b))
 			continue
 		}
-		s.dispatch(msg, f)
+		s.dispatch(msg, w.f)
 	}
+}
+
+// callIDHash hashes the Call-ID header value (or compact "i") of a raw
+// message without parsing it; 0 if there is none.
+func callIDHash(b []byte) uint32 {
+	for i := 0; i < len(b); {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return 0
+		}
+		i += j + 1
+		line := b[i:]
+		var k int
+		switch {
+		case len(line) > 7 && bytes.EqualFold(line[:7], []byte("call-id")):
+			k = 7
+		case len(line) > 1 && (line[0] == 'i' || line[0] == 'I') && (line[1] == ':' || line[1] == ' ' || line[1] == '\t'):
+			k = 1
+		default:
+			if len(line) > 0 && (line[0] == '\r' || line[0] == '\n') {
+				return 0 // end of headers
+			}
+			continue
+		}
+		for k < len(line) && (line[k] == ' ' || line[k] == '\t') {
+			k++
+		}
+		if k >= len(line) || line[k] != ':' {
+			continue
+		}
+		k++
+		h := uint32(2166136261)
+		for ; k < len(line) && line[k] != '\r' && line[k] != '\n'; k++ {
+			if c := line[k]; c != ' ' && c != '\t' {
+				h ^= uint32(c)
+				h *= 16777619
+			}
+		}
+		return h
+	}
+	return 0
 }
 
 type kind int
@@ -612,7 +687,11 @@ func (s *Stack) Close() error {
 	s.mu.Unlock()
 	s.servers.stopAll()
 	s.clients.stopAll()
-	s.wg.Wait()
+	s.wg.Wait() // readers are gone: nothing sends to the workers any more
+	for _, ch := range s.workers {
+		close(ch)
+	}
+	s.workerWG.Wait()
 	return nil
 }
 
