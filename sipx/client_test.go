@@ -174,7 +174,7 @@ func TestClientTxInviteNon2xx(t *testing.T) {
 // ACK from the transaction layer; after Timer M a 200 goes to the handler.
 func TestClientTxInvite2xx(t *testing.T) {
 	const t1 = 20 * time.Millisecond
-	ts := startStack(t, Config{T1: t1}, nil, false)
+	ts := startStack(t, Config{T1: t1, AcceptedLinger: 64 * t1}, nil, false) // Timer M as in RFC 6026
 	peer := newUDPPeer(t)
 	rec := newRespRec()
 	req, _ := clientReq(t, ts, "INVITE")

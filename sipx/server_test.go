@@ -211,7 +211,7 @@ func TestServerTxInvite2xx(t *testing.T) {
 	const t1 = 50 * time.Millisecond
 	h := newRecHandler()
 	txs := inviteServer(h, 200)
-	ts := startStack(t, Config{T1: t1}, h, false)
+	ts := startStack(t, Config{T1: t1, AcceptedLinger: 64 * t1}, h, false) // Timer L as in RFC 6026
 	peer := newUDPPeer(t)
 	inv := newSpec("INVITE", "10.0.0.5:5060")
 	peer.send(ts.udp, inv.bytes())

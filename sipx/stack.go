@@ -61,6 +61,14 @@ type Config struct {
 	STUN func(b []byte, f Flow, reply func([]byte))
 	// Timers; defaults T1 500ms, T2 4s, T4 5s (RFC 3261).
 	T1, T2, T4 time.Duration
+	// AcceptedLinger is how long an INVITE transaction stays in RFC 6026's
+	// Accepted state after a 2xx (Timers L and M, 64*T1 = 32 s in the
+	// RFC). Default 5 s, like Kamailio's wait_timer: we send 100 Trying at
+	// once, which stops INVITE retransmissions, and late 2xx
+	// retransmissions are relayed statelessly through our signed Via, so
+	// a short linger loses nothing and saves most of the transaction
+	// memory at high call rates.
+	AcceptedLinger time.Duration
 	// TCPIdle closes TCP connections idle for this long. Default 15 min.
 	TCPIdle time.Duration
 	// Trace, if set, sees every message read and written (debug capture).
@@ -113,6 +121,9 @@ func New(cfg Config, h Handler) *Stack {
 	}
 	if cfg.T4 == 0 {
 		cfg.T4 = 5 * time.Second
+	}
+	if cfg.AcceptedLinger == 0 {
+		cfg.AcceptedLinger = 5 * time.Second
 	}
 	if cfg.TCPIdle == 0 {
 		cfg.TCPIdle = 15 * time.Minute

@@ -220,10 +220,12 @@ func (tx *ServerTx) Respond(res *Response) error {
 	switch {
 	case code < 200:
 	case tx.invite && code < 300:
-		// RFC 6026 Accepted: absorb INVITE retransmissions for 64*T1;
-		// 2xx retransmissions come from the UAS through the proxy.
+		// RFC 6026 Accepted: absorb INVITE retransmissions for a while
+		// (Timer L); 2xx retransmissions come from the UAS through the
+		// proxy, so the response bytes need not be kept.
 		tx.state = stAccepted
-		tx.timerEnd = time.AfterFunc(64*t1, tx.terminate)
+		tx.last = nil
+		tx.timerEnd = time.AfterFunc(tx.s.cfg.AcceptedLinger, tx.terminate)
 	case tx.invite:
 		tx.state = stCompleted
 		if udp {
@@ -382,7 +384,8 @@ type ClientTx struct {
 func (s *Stack) NewClientTx(req *Request, f Flow, onResp func(*ClientTx, *Response)) (*ClientTx, error) {
 	tx := &ClientTx{s: s, Req: req, Flow: f, invite: req.Method == INVITE, onResp: onResp}
 	tx.key = clientKey(Branch(req), req.Method)
-	tx.raw = Marshal(req)
+	raw := Marshal(req)
+	tx.raw = raw
 	if _, stored := s.clients.putIfAbsent(tx.key, tx); !stored {
 		return nil, errors.New("sipx: duplicate client transaction branch")
 	}
@@ -394,7 +397,7 @@ func (s *Stack) NewClientTx(req *Request, f Flow, onResp func(*ClientTx, *Respon
 	}
 	tx.timerB = time.AfterFunc(64*t1, tx.fireB)
 	tx.mu.Unlock()
-	if err := s.SendRaw(tx.raw, f); err != nil {
+	if err := s.SendRaw(raw, f); err != nil {
 		tx.fail(503, "Service Unavailable")
 		return tx, err
 	}
@@ -412,9 +415,13 @@ func (tx *ClientTx) fireA() {
 		tx.aInt = tx.s.cfg.T2
 	}
 	tx.timerA = time.AfterFunc(tx.aInt, tx.fireA)
+	raw := tx.raw
 	tx.mu.Unlock()
+	if raw == nil {
+		return
+	}
 	tx.s.Stats.Retransmissions.Add(1)
-	_ = tx.s.SendRaw(tx.raw, tx.Flow)
+	_ = tx.s.SendRaw(raw, tx.Flow)
 }
 
 func (tx *ClientTx) fireB() {
@@ -489,7 +496,8 @@ func (tx *ClientTx) receive(res *Response) {
 			tx.stopTimers()
 			tx.state = ctAccepted
 			tx.gotFinal = true
-			tx.timerEnd = time.AfterFunc(64*tx.s.cfg.T1, tx.terminate) // Timer M
+			tx.timerEnd = time.AfterFunc(tx.s.cfg.AcceptedLinger, tx.terminate) // Timer M
+			tx.raw = nil                                                        // never retransmitted again
 			deliver = true
 		case ctAccepted:
 			deliver = true // 2xx retransmission: the proxy forwards it
@@ -502,6 +510,7 @@ func (tx *ClientTx) receive(res *Response) {
 			tx.gotFinal = true
 			tx.ackRaw = Marshal(tx.ackFor(res))
 			resendAck = tx.ackRaw
+			tx.raw = nil // only the ACK is resent from now on
 			d := 32 * time.Second
 			if tx.Flow.Transport != UDP {
 				d = 0
@@ -521,6 +530,7 @@ func (tx *ClientTx) receive(res *Response) {
 				d = 0
 			}
 			tx.timerEnd = time.AfterFunc(d, tx.terminate) // Timer K
+			tx.raw = nil
 			deliver = true
 		}
 	}
