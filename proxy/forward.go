@@ -229,7 +229,11 @@ func (fk *fork) finish() {
 }
 
 // timeout is Timer C: no final answer in time; cancel and answer 408.
-func (fk *fork) timeout() {
+func (fk *fork) timeout() { fk.abandon(408, "Request Timeout") }
+
+// abandon ends a fork that has no final response yet: it cancels every
+// live branch and answers upstream with code.
+func (fk *fork) abandon(code int, reason string) {
 	fk.mu.Lock()
 	if fk.final {
 		fk.mu.Unlock()
@@ -241,7 +245,7 @@ func (fk *fork) timeout() {
 	for _, o := range others {
 		o.Cancel()
 	}
-	fk.send(sipx.NewResponse(fk.tx.Req, 408, "Request Timeout"))
+	fk.send(sipx.NewResponse(fk.tx.Req, code, reason))
 }
 
 // HandleCancel cancels every branch of the INVITE server transaction tx and
@@ -252,19 +256,7 @@ func (p *Proxy) HandleCancel(tx *sipx.ServerTx) {
 		_ = tx.RespondCode(487, "Request Terminated")
 		return
 	}
-	fk := v.(*fork)
-	fk.mu.Lock()
-	if fk.final {
-		fk.mu.Unlock()
-		return
-	}
-	fk.final = true
-	others := fk.others(nil)
-	fk.mu.Unlock()
-	for _, o := range others {
-		o.Cancel()
-	}
-	fk.send(sipx.NewResponse(tx.Req, 487, "Request Terminated"))
+	v.(*fork).abandon(487, "Request Terminated")
 }
 
 // HandleStrayResponse forwards a response that matched no client

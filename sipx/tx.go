@@ -556,27 +556,36 @@ func (tx *ClientTx) stopTimers() {
 }
 
 // ackFor builds the hop-by-hop ACK for a non-2xx final response (RFC 3261
-// §17.1.1.3).
+// §17.1.1.3): To (with its tag) comes from the response.
 func (tx *ClientTx) ackFor(res *Response) *Request {
+	to := sip.Header(tx.Req.To())
+	if res.To() != nil {
+		to = res.To()
+	}
+	return tx.hopRequest(ACK, to)
+}
+
+// hopRequest builds a request that belongs to this transaction's hop (ACK
+// for a non-2xx, CANCEL, RFC 3261 §9.1): same Request-URI, top Via, Route
+// set, From, Call-ID and CSeq number as the request, with the given To.
+func (tx *ClientTx) hopRequest(method RequestMethod, to sip.Header) *Request {
 	r := tx.Req
-	ack := sip.NewRequest(ACK, *r.Recipient.Clone())
-	ack.SipVersion = r.SipVersion
+	m := sip.NewRequest(method, *r.Recipient.Clone())
+	m.SipVersion = r.SipVersion
 	if v := r.Via(); v != nil {
-		ack.AppendHeader(v.Clone())
+		m.AppendHeader(v.Clone())
 	}
 	for _, h := range r.GetHeaders("Route") {
-		ack.AppendHeader(sip.HeaderClone(h))
+		m.AppendHeader(sip.HeaderClone(h))
 	}
 	mf := sip.MaxForwardsHeader(70)
-	ack.AppendHeader(&mf)
-	ack.AppendHeader(sip.HeaderClone(r.From()))
-	if to := res.To(); to != nil {
-		ack.AppendHeader(sip.HeaderClone(to))
-	}
-	ack.AppendHeader(sip.HeaderClone(r.CallID()))
-	ack.AppendHeader(&sip.CSeqHeader{SeqNo: r.CSeq().SeqNo, MethodName: ACK})
-	ack.SetBody(nil)
-	return ack
+	m.AppendHeader(&mf)
+	m.AppendHeader(sip.HeaderClone(r.From()))
+	m.AppendHeader(sip.HeaderClone(to))
+	m.AppendHeader(sip.HeaderClone(r.CallID()))
+	m.AppendHeader(&sip.CSeqHeader{SeqNo: r.CSeq().SeqNo, MethodName: method})
+	m.SetBody(nil)
+	return m
 }
 
 // Cancel cancels a pending INVITE (RFC 3261 §9.1): at once if a provisional
@@ -603,20 +612,7 @@ func (tx *ClientTx) Cancel() {
 }
 
 func (tx *ClientTx) sendCancel() {
-	r := tx.Req
-	c := sip.NewRequest(CANCEL, *r.Recipient.Clone())
-	c.SipVersion = r.SipVersion
-	c.AppendHeader(r.Via().Clone())
-	for _, h := range r.GetHeaders("Route") {
-		c.AppendHeader(sip.HeaderClone(h))
-	}
-	mf := sip.MaxForwardsHeader(70)
-	c.AppendHeader(&mf)
-	c.AppendHeader(sip.HeaderClone(r.From()))
-	c.AppendHeader(sip.HeaderClone(r.To()))
-	c.AppendHeader(sip.HeaderClone(r.CallID()))
-	c.AppendHeader(&sip.CSeqHeader{SeqNo: r.CSeq().SeqNo, MethodName: CANCEL})
-	c.SetBody(nil)
+	c := tx.hopRequest(CANCEL, tx.Req.To())
 	_, _ = tx.s.NewClientTx(c, tx.Flow, func(*ClientTx, *Response) {})
 }
 
