@@ -281,7 +281,11 @@ func user(args []string, stdout io.Writer) error {
 			if err := auth.ValidUserName(pos[0]); err != nil {
 				return err
 			}
-			return st.Put(auth.NewUser(pos[0], cfg.Realm(), pw, *nat))
+			if err := st.Put(auth.NewUser(pos[0], cfg.Realm(), pw, *nat)); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "realm %q (offline: stored for this realm; use -c with the server's config)\n", cfg.Realm())
+			return nil
 		}, func() { fmt.Fprintf(stdout, "user %s added\n", pos[0]) })
 	case "del":
 		if len(pos) != 1 {
@@ -339,7 +343,7 @@ func user(args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%d users imported\n", n)
+		fmt.Fprintf(stdout, "%d users imported for realm %q (passwords are stored as HA1 for this realm; use -c with the server's config)\n", n, cfg.Realm())
 		return nil
 	}
 	return usageErr("sipedge user add|del|list|import ...")

@@ -137,6 +137,20 @@ func Start(cfg *config.Config, opt Options) (_ *Edge, err error) {
 	}
 	e.users = auth.NewLayered(auth.NewMemUsers(cfgUsers...), e.stored)
 	e.creds = auth.CredentialsFunc(e.users, realm)
+	if stored, err := e.stored.List(); err == nil {
+		other := 0
+		for _, u := range stored {
+			if u.Realm != "" && u.Realm != realm {
+				other++
+			}
+		}
+		if other > 0 {
+			// Their HA1 was computed for another realm: they can never
+			// authenticate. Say so instead of answering 401 forever.
+			e.log.Warn("stored users were added for another realm and cannot authenticate; re-add them with -c pointing at this config",
+				"users", other, "realm", realm)
+		}
+	}
 
 	secret := []byte(cfg.Auth.Secret)
 	if len(secret) == 0 {

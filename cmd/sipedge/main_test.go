@@ -183,3 +183,42 @@ func freeTCPPort(t *testing.T) int {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
 }
+
+// TestImportRealmMismatchWarns: users imported offline without the server's
+// config get HA1s for the default realm; the server must say they cannot
+// authenticate instead of answering 401 forever in silence.
+func TestImportRealmMismatchWarns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "sipedge")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	data := filepath.Join(dir, "data")
+	csv := filepath.Join(dir, "u.csv")
+	if err := os.WriteFile(csv, []byte("u1,p1\nu2,p2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "user", "import", "--data-dir", data, csv).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `realm "sipedge.local"`) {
+		t.Fatalf("import should name the realm it used: %v\n%s", err, out)
+	}
+	cfg := filepath.Join(dir, "s.toml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("data_dir = %q\ndomains = [\"other.example\"]\n[[listen]]\ntransport = \"udp\"\naddress = \"127.0.0.1:%d\"\n[admin]\nlisten = \"off\"\n", data, freeUDPPort(t))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", "-c", cfg)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
+	if !strings.Contains(stderr.String(), "another realm") || !strings.Contains(stderr.String(), "users=2") {
+		t.Fatalf("no realm-mismatch warning at start:\n%s", stderr.String())
+	}
+}
