@@ -2,6 +2,7 @@
 # bench/run.sh -- load benchmark: sipedge vs Kamailio 5.6, SIPp on loopback.
 #
 #   bench/run.sh [sipedge|kamailio|both] [register|register-auth|calls|memory|all]
+#   bench/run.sh summary      (only rebuild bench/out/summary.md from bench/out/results)
 #
 # Every load run is bounded (sipp -m N, sipp -timeout, and a `timeout`
 # wrapper) and stops by itself. Only 127.0.0.1 is used. Only processes this
@@ -67,13 +68,13 @@ CLK_TCK=$(getconf CLK_TCK)
 NCPU=$(nproc)
 
 usage() {
-	sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 	exit 2
 }
 
 TARGET=${1:-both}
 TEST=${2:-all}
-case "$TARGET" in sipedge | kamailio | both) ;; -h | --help) usage ;; *) usage ;; esac
+case "$TARGET" in sipedge | kamailio | both | summary) ;; -h | --help) usage ;; *) usage ;; esac
 case "$TEST" in register | register-auth | calls | memory | all) ;; *) usage ;; esac
 
 mkdir -p "$OUT" "$STATS" "$LOGS" "$RESULTS"
@@ -589,6 +590,11 @@ find_max() {
 		done
 	fi
 	FOUND_MAX=$lo
+	local cond=""
+	if [[ "$server" == kamailio ]]; then
+		if [[ "$test" == calls ]]; then cond="$KAM_CHILDREN_CALLS Kamailio worker(s)"; else cond="$KAM_CHILDREN_REG Kamailio worker(s)"; fi
+	fi
+	((SIPP_PROCS == 1)) || cond="${cond:+$cond, }$SIPP_PROCS SIPp UAC processes"
 	if ((hi == 0)); then
 		FOUND_NOTE="all steps passed; highest tested rate"
 	elif ((lo == 0)); then
@@ -596,6 +602,7 @@ find_max() {
 	else
 		FOUND_NOTE="$hi/s failed"
 	fi
+	FOUND_NOTE="$FOUND_NOTE${cond:+; $cond}"
 	out ""
 	out "**$server $test: $FOUND_MAX/s** ($FOUND_NOTE)"
 }
@@ -779,8 +786,8 @@ write_summary() {
 				[[ -n "$kv" ]] && echo "- $s $k: $kv"
 			done
 		done
-		echo "- Kamailio: $KAM_CHILDREN_REG UDP worker process(es) for the REGISTER and memory tests, $KAM_CHILDREN_CALLS for calls (the best settings on this machine, see bench/README.md); usrloc in memory; HA1 from an in-memory htable."
-		echo "- UAC sipp processes: $SIPP_PROCS; one UAS sipp for the calls test."
+		echo "- Kamailio: usrloc in memory, HA1 from an in-memory htable, 1 UDP worker for REGISTERs and 2 for calls (its best settings on this machine); see bench/README.md."
+		echo "- One SIPp UAC process unless noted; one SIPp UAS for the calls test."
 	} >"$f"
 	out ""
 	out "---------------------------------------------------------------- summary"
@@ -789,6 +796,10 @@ write_summary() {
 }
 
 # -------------------------------------------------------------------- main --
+if [[ "$TARGET" == summary ]]; then
+	write_summary
+	exit 0
+fi
 command -v "$SIPP" >/dev/null || die "sipp not found ($SIPP)"
 servers=()
 case "$TARGET" in
