@@ -46,7 +46,19 @@ for pkg in $(go list ./...); do
   dir=$(go list -f '{{.Dir}}' "$pkg")
   for target in $(grep -hoE '^func (Fuzz[A-Za-z0-9_]+)' "$dir"/*_test.go 2>/dev/null | awk '{print $2}' | sort -u); do
     echo "-- $pkg $target"
-    go test -run='^$' -fuzz="^${target}\$" -fuzztime="$FUZZTIME" "$pkg" >/dev/null
+    log=$(mktemp)
+    if ! go test -run='^$' -fuzz="^${target}\$" -fuzztime="$FUZZTIME" "$pkg" >"$log" 2>&1; then
+      tail -30 "$log"
+      # A real crasher is saved under testdata/fuzz and replayed on the next
+      # run, so it fails again; only a failure that leaves none (the fuzzing
+      # engine itself hiccuping) gets one retry.
+      if [ -n "$(git status --porcelain -- "$dir/testdata/fuzz/$target" 2>/dev/null)" ]; then
+        echo "fuzz crasher saved in $dir/testdata/fuzz/$target"; exit 1
+      fi
+      echo "-- retrying $target once (no crasher was saved)"
+      go test -run='^$' -fuzz="^${target}\$" -fuzztime="$FUZZTIME" "$pkg" >"$log" 2>&1 || { tail -30 "$log"; exit 1; }
+    fi
+    rm -f "$log"
   done
 done
 
