@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -224,5 +223,3 @@ func (e *Edge) Metrics(w io.Writer) {
 
 // TokenFile is where the admin token lives in a data dir.
 func TokenFile(dataDir string) string { return filepath.Join(dataDir, "admin.token") }
-
-var _ = os.ReadFile

@@ -252,7 +252,7 @@ func (e *Edge) bind(readers int) error {
 				}
 				conns = append(conns, c.(*net.UDPConn))
 			}
-			e.addListener("udp", l, sipx.Flow{}.Local, conn.LocalAddr())
+			e.addListener("udp", l, conn.LocalAddr())
 			for _, c := range conns {
 				c := c
 				e.serve = append(e.serve, func() { _ = e.stack.ServeUDP(c) })
@@ -263,7 +263,7 @@ func (e *Edge) bind(readers int) error {
 			if err != nil {
 				return fmt.Errorf("edge: listen tcp %s: %w", l.Address, err)
 			}
-			e.addListener("tcp", l, sipx.Flow{}.Local, ln.Addr())
+			e.addListener("tcp", l, ln.Addr())
 			e.serve = append(e.serve, func() { _ = e.stack.ServeTCP(ln) })
 			e.closers = append(e.closers, func() { _ = ln.Close() })
 		default:
@@ -273,7 +273,7 @@ func (e *Edge) bind(readers int) error {
 	return nil
 }
 
-func (e *Edge) addListener(tr string, l config.Listen, _ netip.AddrPort, a net.Addr) {
+func (e *Edge) addListener(tr string, l config.Listen, a net.Addr) {
 	ap, _ := netip.ParseAddrPort(a.String())
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	li := listener{transport: tr, local: ap, port: int(ap.Port()), advPort: int(ap.Port())}

@@ -334,14 +334,10 @@ func (p *Proxy) forwardACK(req *sipx.Request, f sipx.Flow, rr *sipx.HeaderParams
 		p.cfg.Media.Request(out, f, t.flow, false, t.nat)
 	}
 	p.Stats.inc(p.Stats.Forwarded, "ACK")
-	if err := p.st.Send(out, p.sendFlow(t)); err != nil {
+	if err := p.st.Send(out, t.flow); err != nil {
 		p.log.Debug("ACK send", "error", err)
 	}
 }
-
-// sendFlow fills the local socket of a flow that has none (a resolved
-// next hop) with the first socket of its transport.
-func (p *Proxy) sendFlow(t target) sipx.Flow { return t.flow }
 
 // authorizedRelay enforces "no open relay": the request must come from an
 // authenticated local user or a trusted trunk. It answers the request (407

@@ -163,10 +163,7 @@ func (r *Registrar) update(req *sipx.Request, f sipx.Flow, aor, user string) ([]
 	cseq, _, _ := sipx.CSeqOf(req)
 	callID := req.CallID().Value()
 	ua := sipx.HeaderValue(req, "User-Agent")
-	var paths []string
-	for _, v := range sipx.HeaderValues(req, "Path") {
-		paths = append(paths, v)
-	}
+	paths := sipx.HeaderValues(req, "Path")
 
 	contacts := sipx.Contacts(req)
 	raws := sipx.HeaderValues(req, "Contact")
