@@ -38,6 +38,8 @@ type Config struct {
 	Proxy Proxy `toml:"proxy"`
 	// Admin controls the HTTP admin API.
 	Admin Admin `toml:"admin"`
+	// Media controls the embedded RTP/RTCP relay.
+	Media Media `toml:"media"`
 	// Users are users defined in the config file, in addition to those in
 	// the embedded user store (`sipedge user add`). A config user wins over a
 	// stored user of the same name.
@@ -155,6 +157,39 @@ type Admin struct {
 	Token string `toml:"token"`
 }
 
+// Media controls the embedded RTP/RTCP relay that anchors calls' audio
+// and video.
+type Media struct {
+	// Mode is the default media policy; users and routes may override it:
+	// "always" relays every call, "nat" relays calls with a NATed leg,
+	// "never" leaves SDP untouched (phones send media to each other, which
+	// fails across NAT: the classic one-way audio). Default "nat".
+	Mode string `toml:"mode"`
+	// Ports is the UDP port range for relay sockets, "min-max"; each
+	// stream leg takes an even RTP port and the next odd one for RTCP.
+	// Default "30000-39999".
+	Ports string `toml:"ports"`
+	// Address is the IP the relay binds to. Default: the IP of the SIP
+	// listener the call arrived on (the wildcard when that is 0.0.0.0).
+	Address string `toml:"address"`
+	// Advertise is the IP put in rewritten SDP. Default: the SIP
+	// listener's advertise address when it is an IP, else the relay's
+	// bound address, else the local address that routes to the peer.
+	Advertise string `toml:"advertise"`
+	// Timeout: an answered call with no media in any direction for this
+	// long is ended (BYE to both sides). Default 60s.
+	Timeout Duration `toml:"timeout"`
+	// HoldTimeout replaces Timeout while a side has put the call on hold.
+	// Default 1h.
+	HoldTimeout Duration `toml:"hold_timeout"`
+	// Learning is the window after each offer/answer in which the relay
+	// may latch to a new source address of a NATed phone. Default 3s.
+	Learning Duration `toml:"learning"`
+	// Probation is the number of consecutive, sequence-consistent packets
+	// a new source must send before it is latched. Default 4.
+	Probation int `toml:"probation"`
+}
+
 // User is a SIP user defined in the config.
 type User struct {
 	Name string `toml:"name"`
@@ -165,6 +200,9 @@ type User struct {
 	HA1SHA256 string `toml:"ha1_sha256"`
 	// NAT overrides NAT.Mode for this user: auto|force|never.
 	NAT string `toml:"nat"`
+	// Media overrides media.mode for calls of this user:
+	// always|nat|never.
+	Media string `toml:"media"`
 }
 
 // Route is a static route to a trunk or gateway.
@@ -180,6 +218,9 @@ type Route struct {
 	To string `toml:"to"`
 	// NAT policy for this trunk: auto|force|never. Default "never".
 	NAT string `toml:"nat"`
+	// Media policy for calls over this trunk: always|nat|never. Default
+	// media.mode.
+	Media string `toml:"media"`
 	// TCP allows falling back to TCP for large messages. Default false.
 	TCP bool `toml:"tcp"`
 	// Trusted: requests arriving from To's address are accepted without

@@ -198,8 +198,8 @@ func TestParseUnknownKeys(t *testing.T) {
 		},
 		{
 			name: "unknown table",
-			text: lines(`[log]`, `level = "info"`, `[media]`, `ports = "30000-40000"`),
-			want: []string{`t.toml:3: unknown key "media"`},
+			text: lines(`[log]`, `level = "info"`, `[rtpproxy]`, `ports = "30000-40000"`),
+			want: []string{`t.toml:3: unknown key "rtpproxy"`},
 		},
 		{
 			name: "unknown sub-table",

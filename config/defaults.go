@@ -1,6 +1,11 @@
 package config
 
-import "time"
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
 
 // Values with a meaning of their own. Use these rather than string literals.
 const (
@@ -16,6 +21,11 @@ const (
 	// Digest algorithms (RFC 8760 names).
 	AlgorithmSHA256 = "SHA-256"
 	AlgorithmMD5    = "MD5"
+
+	// Media policies, for media.mode and the media key of users and routes.
+	MediaAlways = "always" // relay every call
+	MediaNAT    = "nat"    // relay calls with a NATed leg
+	MediaNever  = "never"  // never relay
 
 	// AdminOff as admin.listen disables the admin API.
 	AdminOff = "off"
@@ -89,6 +99,14 @@ func Default() *Config {
 			UDPMaxSize:    1300,
 		},
 		Admin: Admin{Listen: defaultAdminListen},
+		Media: Media{
+			Mode:        MediaNAT,
+			Ports:       "30000-39999",
+			Timeout:     Duration{60 * time.Second},
+			HoldTimeout: Duration{time.Hour},
+			Learning:    Duration{3 * time.Second},
+			Probation:   4,
+		},
 	}
 }
 
@@ -109,6 +127,40 @@ func (c *Config) RouteNAT(r Route) string {
 		return r.NAT
 	}
 	return defaultRouteNAT
+}
+
+// UserMedia returns the media policy for u: u.Media, or media.mode.
+func (c *Config) UserMedia(u User) string {
+	if u.Media != "" {
+		return u.Media
+	}
+	return c.Media.Mode
+}
+
+// RouteMedia returns the media policy for r: r.Media, or media.mode.
+func (c *Config) RouteMedia(r Route) string {
+	if r.Media != "" {
+		return r.Media
+	}
+	return c.Media.Mode
+}
+
+// PortRange parses media.ports ("30000-39999") into its bounds.
+func (m Media) PortRange() (lo, hi int, err error) {
+	a, b, ok := strings.Cut(m.Ports, "-")
+	if ok {
+		lo, err = strconv.Atoi(strings.TrimSpace(a))
+		if err == nil {
+			hi, err = strconv.Atoi(strings.TrimSpace(b))
+		}
+	}
+	if !ok || err != nil {
+		return 0, 0, fmt.Errorf("invalid port range %q (want e.g. \"30000-39999\")", m.Ports)
+	}
+	if lo < 1024 || hi > 65535 || hi-lo < 3 {
+		return 0, 0, fmt.Errorf("port range %q must lie within 1024-65535 and hold at least two port pairs", m.Ports)
+	}
+	return lo, hi, nil
 }
 
 // Realm returns the digest realm: auth.realm, or the first domain when

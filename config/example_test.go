@@ -54,8 +54,11 @@ func TestExample(t *testing.T) {
 		{"UserNAT(users[1])", c.UserNAT(c.Users[1]), "force"},
 		{"routes", c.Routes, []Route{{
 			Name: "carrier", User: `^\+?[0-9]{6,}$`, Domain: "example.com",
-			To: "sip:198.51.100.20:5060;transport=udp", NAT: "never", TCP: true, Trusted: true,
+			To: "sip:198.51.100.20:5060;transport=udp", NAT: "never", Media: "nat", TCP: true, Trusted: true,
 		}}},
+		{"media", c.Media, func() Media { m := Default().Media; m.Address, m.Advertise = "0.0.0.0", "203.0.113.10"; return m }()},
+		{"UserMedia(users[0])", c.UserMedia(c.Users[0]), "nat"},
+		{"UserMedia(users[1])", c.UserMedia(c.Users[1]), "always"},
 		{"Realm", c.Realm(), "example.com"},
 		{"AdminDisabled", c.AdminDisabled(), false},
 	}

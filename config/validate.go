@@ -74,6 +74,7 @@ func (c *Config) check() *checker {
 	ck.security()
 	ck.proxy()
 	ck.admin()
+	ck.media()
 	ck.users()
 	ck.routes()
 	return ck
@@ -285,6 +286,31 @@ func (ck *checker) proxy() {
 	}
 }
 
+func (ck *checker) media() {
+	m := ck.c.Media
+	ck.oneOf("media.mode", m.Mode, MediaAlways, MediaNAT, MediaNever)
+	if _, _, err := m.PortRange(); err != nil {
+		ck.errorf("media.ports", "%v", err)
+	}
+	for _, k := range []struct{ key, v string }{{"media.address", m.Address}, {"media.advertise", m.Advertise}} {
+		if k.v == "" {
+			continue
+		}
+		if ip, err := netip.ParseAddr(k.v); err != nil || ip.Zone() != "" {
+			ck.errorf(k.key, "%q is not an IP address", k.v)
+		}
+	}
+	ck.positive("media.timeout", m.Timeout)
+	ck.positive("media.hold_timeout", m.HoldTimeout)
+	ck.positive("media.learning", m.Learning)
+	if m.Probation < 1 || m.Probation > 50 {
+		ck.errorf("media.probation", "must be between 1 and 50 packets, not %d", m.Probation)
+	}
+	if m.Timeout.Duration > 0 && m.Timeout.Duration < 10*time.Second {
+		ck.warnf("media.timeout", "%s is short: a phone that sends no RTP during silence (VAD) may be hung up", m.Timeout.Duration)
+	}
+}
+
 func (ck *checker) admin() {
 	l := ck.c.Admin.Listen
 	if l == AdminOff {
@@ -353,6 +379,9 @@ func (ck *checker) users() {
 		if u.NAT != "" {
 			ck.oneOf(elem+".nat", u.NAT, NATAuto, NATForce, NATNever)
 		}
+		if u.Media != "" {
+			ck.oneOf(elem+".media", u.Media, MediaAlways, MediaNAT, MediaNever)
+		}
 	}
 }
 
@@ -379,6 +408,9 @@ func (ck *checker) routes() {
 		}
 		if r.NAT != "" {
 			ck.oneOf(elem+".nat", r.NAT, NATAuto, NATForce, NATNever)
+		}
+		if r.Media != "" {
+			ck.oneOf(elem+".media", r.Media, MediaAlways, MediaNAT, MediaNever)
 		}
 	}
 }

@@ -161,6 +161,21 @@ func TestValidate(t *testing.T) {
 			[]string{`t.toml:2: proxy.udp_max_size: must be between 1 and 65507 bytes, not 65508`}},
 		{"proxy good", lines(`[proxy]`, `max_forwards = 255`, `invite_timeout = "3m"`, `udp_max_size = 65507`), nil},
 
+		// media
+		{"media mode", lines(`[media]`, `mode = "sometimes"`),
+			[]string{`t.toml:2: media.mode: must be "always", "nat" or "never", not "sometimes"`}},
+		{"media ports reversed", lines(`[media]`, `ports = "40000-30000"`),
+			[]string{`t.toml:2: media.ports: port range "40000-30000" must lie within 1024-65535 and hold at least two port pairs`}},
+		{"media ports garbage", lines(`[media]`, `ports = "30000"`),
+			[]string{`t.toml:2: media.ports: invalid port range "30000" (want e.g. "30000-39999")`}},
+		{"media address host name", lines(`[media]`, `address = "relay.example.com"`),
+			[]string{`t.toml:2: media.address: "relay.example.com" is not an IP address`}},
+		{"media probation", lines(`[media]`, `probation = 0`),
+			[]string{`t.toml:2: media.probation: must be between 1 and 50 packets, not 0`}},
+		{"media user policy", lines(`[[users]]`, `name = "a"`, `password = "p"`, `media = "yes"`),
+			[]string{`t.toml:4: users[0].media: must be "always", "nat" or "never", not "yes"`}},
+		{"media good", lines(`[media]`, `mode = "always"`, `ports = "20000-20099"`, `address = "::"`, `advertise = "203.0.113.9"`, `timeout = "90s"`), nil},
+
 		// admin
 		{"admin host name", lines(`[admin]`, `listen = "localhost:5080"`),
 			[]string{`t.toml:2: admin.listen: must be "off" or ip:port: "localhost:5080" is not ip:port (e.g. "0.0.0.0:5060" or "[::]:5060")`}},
