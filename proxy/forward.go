@@ -11,10 +11,11 @@ import (
 // fork is the proxy's state for one server transaction forwarded to one or
 // more branches (RFC 3261 §16.7 response context).
 type fork struct {
-	p     *Proxy
-	tx    *sipx.ServerTx
-	up    sipx.Flow
-	upNAT bool
+	p        *Proxy
+	tx       *sipx.ServerTx
+	up       sipx.Flow
+	upNAT    bool
+	upPolicy string
 
 	mu       sync.Mutex
 	branches []*branch
@@ -33,14 +34,18 @@ var forks sync.Map // *sipx.ServerTx → *fork, for CANCEL
 
 // forward sends req on every target as a branch of server transaction tx.
 // record adds our Record-Route for dialog-creating requests.
-func (p *Proxy) forward(req *sipx.Request, up sipx.Flow, upNAT bool, tx *sipx.ServerTx, targets []target, record bool) {
-	fk := &fork{p: p, tx: tx, up: up, upNAT: upNAT}
+func (p *Proxy) forward(req *sipx.Request, up sipx.Flow, upNAT bool, upPolicy string, tx *sipx.ServerTx, targets []target, record bool) {
+	fk := &fork{p: p, tx: tx, up: up, upNAT: upNAT, upPolicy: upPolicy}
 	p.Stats.inc(p.Stats.Forwarded, string(req.Method))
 	if req.Method == sipx.INVITE {
 		forks.Store(tx, fk)
 		fk.timerC = time.AfterFunc(p.cfg.InviteTimeout, fk.timeout)
+		if record && len(targets) > 0 {
+			p.callStarted(req, up, upNAT, targets[0])
+		}
 	}
 	if req.Method == sipx.BYE {
+		p.callEnded(req.CallID().Value())
 		if p.cfg.Media != nil {
 			p.cfg.Media.End(req.CallID().Value())
 		}
@@ -64,7 +69,7 @@ func (p *Proxy) forward(req *sipx.Request, up sipx.Flow, upNAT bool, tx *sipx.Se
 		}
 		p.pushVia(out, fl, sipx.NewBranch(), up)
 		if p.cfg.Media != nil && len(out.Body()) > 0 {
-			p.cfg.Media.Request(out, up, fl, upNAT, b.t.nat)
+			p.cfg.Media.Request(out, fk.upLeg(), b.t.leg())
 		}
 		// RFC 3261 §18.1.1: a large request goes over TCP when the next
 		// hop allows it; a NATed UDP peer can only be reached on its flow,
@@ -86,6 +91,12 @@ func (p *Proxy) forward(req *sipx.Request, up sipx.Flow, upNAT bool, tx *sipx.Se
 	}
 }
 
+func (fk *fork) upLeg() MediaLeg {
+	return MediaLeg{Flow: fk.up, NAT: fk.upNAT, Policy: fk.upPolicy}
+}
+
+func (t target) leg() MediaLeg { return MediaLeg{Flow: t.flow, NAT: t.nat, Policy: t.media} }
+
 // onResponse handles a branch's response (§16.7).
 func (fk *fork) onResponse(b *branch, res *sipx.Response) {
 	p := fk.p
@@ -98,7 +109,7 @@ func (fk *fork) onResponse(b *branch, res *sipx.Response) {
 		return
 	}
 	if p.cfg.Media != nil && len(res.Body()) > 0 {
-		p.cfg.Media.Response(res, b.t.flow, fk.up, b.t.nat, fk.upNAT)
+		p.cfg.Media.Response(res, b.t.leg(), fk.upLeg())
 	}
 	method := fk.tx.Req.Method
 	fk.mu.Lock()
@@ -119,6 +130,9 @@ func (fk *fork) onResponse(b *branch, res *sipx.Response) {
 		p.Stats.inc(p.Stats.Responses, "2xx")
 		if first {
 			fk.finish()
+			if method == sipx.INVITE {
+				p.callAnswered(res, b.t)
+			}
 			if method == sipx.INVITE && p.cfg.DialogUp != nil {
 				var flows []sipx.Flow
 				if fk.upNAT {
@@ -214,8 +228,13 @@ func (fk *fork) send(res *sipx.Response) {
 		// are overloaded.
 		res.StatusCode, res.Reason = 500, "Server Internal Error"
 	}
-	if fk.p.cfg.Media != nil && fk.tx.Req.Method == sipx.INVITE {
-		fk.p.cfg.Media.End(fk.tx.Req.CallID().Value())
+	if fk.tx.Req.Method == sipx.INVITE && !inDialog(fk.tx.Req) {
+		// The call failed. A failed re-INVITE (491, 488...) leaves the
+		// call and its media as they were.
+		fk.p.callEnded(fk.tx.Req.CallID().Value())
+		if fk.p.cfg.Media != nil {
+			fk.p.cfg.Media.End(fk.tx.Req.CallID().Value())
+		}
 	}
 	fk.p.Stats.inc(fk.p.Stats.Responses, string(rune('0'+res.StatusCode/100))+"xx")
 	_ = fk.tx.Respond(res)

@@ -50,6 +50,7 @@ type Route struct {
 	Domain  string         // "" = any
 	To      sipx.Uri
 	NAT     string
+	Media   string // media policy for calls over this route
 	TCP     bool
 	Trusted bool
 }
@@ -58,13 +59,23 @@ type Route struct {
 // dialog passes through it (offer in requests, answer in responses). A nil
 // Media leaves SDP untouched.
 type Media interface {
-	// Request may rewrite the SDP of a request forwarded from one flow to
-	// another; nat tells which sides are NATed.
-	Request(req *sipx.Request, from, to sipx.Flow, fromNAT, toNAT bool)
+	// Request may rewrite the SDP of a request forwarded from one side to
+	// the other.
+	Request(req *sipx.Request, from, to MediaLeg)
 	// Response may rewrite the SDP of a response travelling back.
-	Response(res *sipx.Response, from, to sipx.Flow, fromNAT, toNAT bool)
-	// End is called when a dialog ends (BYE, CANCEL, failure).
+	Response(res *sipx.Response, from, to MediaLeg)
+	// End is called when a call ends (BYE, CANCEL, failure).
 	End(callID string)
+}
+
+// MediaLeg describes one side of a message's hop for the media layer.
+type MediaLeg struct {
+	Flow sipx.Flow
+	NAT  bool // behind NAT
+	// Policy is the side's media policy (always|nat|never) when the side
+	// is a known user or route, "" for the default. Only initial requests
+	// carry it; the media layer keeps its decision for the whole call.
+	Policy string
 }
 
 // Config wires the proxy to the rest of the edge.
@@ -95,6 +106,8 @@ type Config struct {
 	// handling; bindings carry their own NAT flag, this adds policy.
 	Routes []Route
 	Media  Media
+	// UserMedia returns a local user's media policy; nil means default.
+	UserMedia func(user string) string
 	// Secret keys the HMAC on our Record-Route and Via flow tokens.
 	Secret []byte
 	// DialogUp is called when an INVITE is answered with a 2xx, with the
@@ -113,6 +126,7 @@ type Proxy struct {
 	log    *slog.Logger
 	st     *sipx.Stack
 	secret []byte
+	dlg    dialogs
 
 	Stats Stats
 }
@@ -150,6 +164,7 @@ func New(cfg Config) *Proxy {
 		_, _ = rand.Read(cfg.Secret)
 	}
 	return &Proxy{cfg: cfg, log: cfg.Logger.With("component", "proxy"), st: cfg.Stack, secret: cfg.Secret,
+		dlg:   dialogs{m: map[string]*dialog{}},
 		Stats: Stats{Forwarded: map[string]uint64{}, Responses: map[string]uint64{}}}
 }
 
@@ -218,8 +233,8 @@ func (p *Proxy) HandleRequest(req *sipx.Request, f sipx.Flow, nat bool) {
 		p.reply(req, f, nil, 481, "Call/Transaction Does Not Exist", "")
 		return
 	}
-	to := req.To()
-	if _, inDialog := to.Params.Get("tag"); inDialog {
+	if inDialog(req) {
+		p.callSeen(req)
 		p.inDialog(req, f, nat, rr)
 		return
 	}
@@ -262,7 +277,7 @@ func (p *Proxy) inDialog(req *sipx.Request, f sipx.Flow, nat bool, rr *sipx.Head
 			return
 		}
 	}
-	p.forward(req, f, nat, tx, []target{t}, false)
+	p.forward(req, f, nat, "", tx, []target{t}, false)
 }
 
 // dialogTarget picks where an in-dialog request or ACK goes.
@@ -331,7 +346,7 @@ func (p *Proxy) forwardACK(req *sipx.Request, f sipx.Flow, rr *sipx.HeaderParams
 	p.decMaxForwards(out)
 	p.pushVia(out, t.flow, sipx.StatelessBranch(req), f)
 	if p.cfg.Media != nil && len(out.Body()) > 0 {
-		p.cfg.Media.Request(out, f, t.flow, false, t.nat)
+		p.cfg.Media.Request(out, MediaLeg{Flow: f}, MediaLeg{Flow: t.flow, NAT: t.nat})
 	}
 	p.Stats.inc(p.Stats.Forwarded, "ACK")
 	if err := p.st.Send(out, t.flow); err != nil {
@@ -401,8 +416,11 @@ func (p *Proxy) initial(req *sipx.Request, f sipx.Flow, nat bool) {
 	from := req.From().Address
 	fromLocal := p.cfg.LocalDomain(from.Host)
 	trusted := false
+	upPolicy := ""
 	if p.cfg.Trusted != nil {
-		_, trusted = p.cfg.Trusted(f.Remote.Addr())
+		var trunk string
+		trunk, trusted = p.cfg.Trusted(f.Remote.Addr())
+		upPolicy = p.routeMedia(trunk)
 	}
 	// A request claiming to be from one of our users must prove it, so
 	// nobody can call as alice from outside (Kamailio's from_uri==myself).
@@ -415,6 +433,7 @@ func (p *Proxy) initial(req *sipx.Request, f sipx.Flow, nat bool) {
 				return
 			}
 			consumeCredentials(req)
+			upPolicy = p.userMedia(from.User)
 		case AuthStale:
 			_ = tx.Respond(p.cfg.Challenge(req, true))
 			return
@@ -429,11 +448,11 @@ func (p *Proxy) initial(req *sipx.Request, f sipx.Flow, nat bool) {
 		if req.Route() == nil {
 			targets := p.localTargets(req)
 			if len(targets) > 0 {
-				p.forward(req, f, nat, tx, targets, true)
+				p.forward(req, f, nat, upPolicy, tx, targets, true)
 				return
 			}
 			if t, ok := p.staticRoute(ruri); ok {
-				p.forward(req, f, nat, tx, []target{t}, true)
+				p.forward(req, f, nat, upPolicy, tx, []target{t}, true)
 				return
 			}
 			if p.cfg.UserExists(ruri.User) {
@@ -449,7 +468,7 @@ func (p *Proxy) initial(req *sipx.Request, f sipx.Flow, nat bool) {
 		return
 	}
 	if t, ok := p.staticRoute(ruri); ok && req.Route() == nil {
-		p.forward(req, f, nat, tx, []target{t}, true)
+		p.forward(req, f, nat, upPolicy, tx, []target{t}, true)
 		return
 	}
 	next := ruri
@@ -461,7 +480,7 @@ func (p *Proxy) initial(req *sipx.Request, f sipx.Flow, nat bool) {
 		p.reply(req, f, tx, 404, "Not Found", "cannot resolve "+next.Host)
 		return
 	}
-	p.forward(req, f, nat, tx, []target{{ruri: *ruri.Clone(), flow: fl, name: next.Host}}, true)
+	p.forward(req, f, nat, upPolicy, tx, []target{{ruri: *ruri.Clone(), flow: fl, name: next.Host}}, true)
 }
 
 // localTargets returns a branch per registered contact of the R-URI user.
@@ -476,7 +495,7 @@ func (p *Proxy) localTargets(req *sipx.Request) []target {
 		if !p.st.ConnAlive(b.Flow) {
 			continue
 		}
-		out = append(out, target{ruri: u, flow: b.Flow, nat: b.NAT, name: b.AOR})
+		out = append(out, target{ruri: u, flow: b.Flow, nat: b.NAT, name: b.AOR, media: p.userMedia(b.User)})
 	}
 	return out
 }
@@ -495,9 +514,25 @@ func (p *Proxy) staticRoute(u *sipx.Uri) (target, bool) {
 		}
 		ruri := *u.Clone()
 		ruri.Host, ruri.Port = r.To.Host, r.To.Port
-		return target{ruri: ruri, flow: fl, nat: r.NAT == "force", tcp: r.TCP, name: r.Name}, true
+		return target{ruri: ruri, flow: fl, nat: r.NAT == "force", tcp: r.TCP, name: r.Name, media: r.Media}, true
 	}
 	return target{}, false
+}
+
+func (p *Proxy) userMedia(user string) string {
+	if p.cfg.UserMedia == nil {
+		return ""
+	}
+	return p.cfg.UserMedia(user)
+}
+
+func (p *Proxy) routeMedia(name string) string {
+	for _, r := range p.cfg.Routes {
+		if r.Name == name {
+			return r.Media
+		}
+	}
+	return ""
 }
 
 func (p *Proxy) decMaxForwards(r *sipx.Request) {
@@ -551,6 +586,12 @@ func (p *Proxy) recordRoute(r *sipx.Request, up sipx.Flow, upNAT bool, down targ
 		r.PrependHeader(mk(up.Transport, up.Local))
 	}
 	r.PrependHeader(mk(down.flow.Transport, down.flow.Local))
+}
+
+// inDialog reports whether req belongs to a dialog (its To has a tag).
+func inDialog(req *sipx.Request) bool {
+	_, ok := req.To().Params.Get("tag")
+	return ok
 }
 
 func dialogCreating(m sipx.RequestMethod) bool {

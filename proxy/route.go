@@ -90,11 +90,12 @@ func (p *Proxy) viaFlow(v string) (sipx.Flow, bool) {
 // target is where a request goes next: a URI (the Request-URI to put) and
 // the flow to send it on.
 type target struct {
-	ruri sipx.Uri
-	flow sipx.Flow
-	nat  bool   // the flow is a NATed peer: never dial, never TCP-fallback
-	tcp  bool   // TCP fallback allowed for large messages
-	name string // for logs: aor or route name
+	ruri  sipx.Uri
+	flow  sipx.Flow
+	nat   bool   // the flow is a NATed peer: never dial, never TCP-fallback
+	tcp   bool   // TCP fallback allowed for large messages
+	name  string // for logs: aor or route name
+	media string // media policy of the user or route
 }
 
 // resolveURI turns a SIP URI host/port/transport into a flow to dial/send.
