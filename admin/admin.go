@@ -65,6 +65,64 @@ type Status struct {
 	HeapBytes     uint64            `json:"heap_bytes"`
 }
 
+// Call is one live call as shown by `sipedge call list`.
+type Call struct {
+	CallID   string    `json:"call_id"`
+	From     string    `json:"from"`
+	To       string    `json:"to"`
+	State    string    `json:"state"` // ringing|answered
+	Started  time.Time `json:"started"`
+	Answered time.Time `json:"answered,omitzero"`
+	Caller   CallLeg   `json:"caller"`
+	Callee   CallLeg   `json:"callee"`
+	// Relayed says whether the call's media goes through sipedge's relay;
+	// MediaDecision says why (policy and NAT).
+	Relayed       bool     `json:"relayed"`
+	MediaDecision string   `json:"media_decision"`
+	Streams       []Stream `json:"streams"`
+	// Alarms lists the streams' alarms (one-way audio) in plain words.
+	Alarms []string `json:"alarms,omitempty"`
+}
+
+// CallLeg is one side of a call.
+type CallLeg struct {
+	Flow string `json:"flow"` // transport:local->remote of its SIP
+	NAT  bool   `json:"nat"`
+	Name string `json:"name,omitempty"` // AOR or route (callee)
+}
+
+// Stream is one relayed m= line. Legs[0] is the caller's side, Legs[1]
+// the callee's; each counts what the relay received FROM that side, so
+// Legs[0] is the caller→callee direction.
+type Stream struct {
+	Index int          `json:"index"`
+	Media string       `json:"media"`
+	Legs  [2]StreamLeg `json:"legs"`
+	Alarm string       `json:"alarm,omitempty"`
+}
+
+// StreamLeg is what the relay knows about one side of a stream.
+type StreamLeg struct {
+	RelayPort      int       `json:"relay_port"` // the relay's RTP port this side sends to
+	Announced      string    `json:"announced"`  // the side's SDP address
+	Target         string    `json:"target"`     // where the relay sends to this side
+	Latched        bool      `json:"latched"`
+	Locked         bool      `json:"locked"`
+	Hold           bool      `json:"hold"`
+	RTCPMux        bool      `json:"rtcp_mux"`
+	Packets        uint64    `json:"packets"`
+	Bytes          uint64    `json:"bytes"`
+	RTCPPackets    uint64    `json:"rtcp_packets"`
+	DroppedForeign uint64    `json:"dropped_foreign"` // from unknown sources (injection)
+	LastSeen       time.Time `json:"last_seen,omitzero"`
+	Lost           int64     `json:"lost"`         // from RTP sequence numbers
+	LossPercent    float64   `json:"loss_percent"` // of expected packets
+	JitterMs       float64   `json:"jitter_ms"`    // RFC 3550 interarrival jitter
+	// What the side's own RTCP reports say about what it receives.
+	ReportedLossPercent float64 `json:"reported_loss_percent"`
+	ReportedJitterMs    float64 `json:"reported_jitter_ms"`
+}
+
 // Backend is what the API shows and changes.
 type Backend interface {
 	Status() Status
@@ -74,6 +132,9 @@ type Backend interface {
 	DeleteUser(name string) (bool, error)
 	Bans() []Ban
 	Unban(ip string) bool
+	Calls() []Call
+	// EndCall hangs a call up (BYE to both sides); false if unknown.
+	EndCall(id string) bool
 	Metrics(w io.Writer)
 }
 
@@ -145,6 +206,30 @@ func Handler(b Backend, token string, log *slog.Logger) http.Handler {
 			return
 		}
 		w.WriteHeader(204)
+	})
+	mux.HandleFunc("GET /api/v1/calls", func(w http.ResponseWriter, r *http.Request) {
+		cs := b.Calls()
+		if cs == nil {
+			cs = []Call{}
+		}
+		writeJSON(w, 200, cs)
+	})
+	mux.HandleFunc("GET /api/v1/calls/{id}", func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		for _, c := range b.Calls() {
+			if c.CallID == id {
+				writeJSON(w, 200, c)
+				return
+			}
+		}
+		writeJSON(w, 404, map[string]string{"error": "no such call"})
+	})
+	mux.HandleFunc("DELETE /api/v1/calls/{id}", func(w http.ResponseWriter, r *http.Request) {
+		if !b.EndCall(r.PathValue("id")) {
+			writeJSON(w, 404, map[string]string{"error": "no such answered call"})
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")

@@ -17,6 +17,7 @@ import (
 	"github.com/sipedge/sipedge/admin"
 	"github.com/sipedge/sipedge/auth"
 	"github.com/sipedge/sipedge/location"
+	"github.com/sipedge/sipedge/relay"
 )
 
 // Version is set at build time.
@@ -219,7 +220,75 @@ func (e *Edge) Metrics(w io.Writer) {
 	for _, k := range keys {
 		fmt.Fprintf(w, "# TYPE sipedge_%s_total counter\nsipedge_%s_total %d\n", k, k, st.Counters[k])
 	}
+	rt := e.relay.Totals()
+	calls := e.proxy.Calls()
+	answered := 0
+	for _, c := range calls {
+		if c.State == "answered" {
+			answered++
+		}
+	}
+	fmt.Fprintf(w, "# TYPE sipedge_calls gauge\nsipedge_calls{state=\"ringing\"} %d\nsipedge_calls{state=\"answered\"} %d\n", len(calls)-answered, answered)
+	fmt.Fprintf(w, "# TYPE sipedge_relay_sessions gauge\nsipedge_relay_sessions %d\n", rt.Sessions)
+	fmt.Fprintf(w, "# TYPE sipedge_relay_ports_in_use gauge\nsipedge_relay_ports_in_use %d\n", rt.PortsInUse)
+	fmt.Fprintf(w, "# TYPE sipedge_relay_packets_total counter\nsipedge_relay_packets_total{direction=\"caller_to_callee\"} %d\nsipedge_relay_packets_total{direction=\"callee_to_caller\"} %d\n", rt.PacketsAtoB, rt.PacketsBtoA)
+	fmt.Fprintf(w, "# TYPE sipedge_relay_bytes_total counter\nsipedge_relay_bytes_total{direction=\"caller_to_callee\"} %d\nsipedge_relay_bytes_total{direction=\"callee_to_caller\"} %d\n", rt.BytesAtoB, rt.BytesBtoA)
+	fmt.Fprintf(w, "# TYPE sipedge_relay_dropped_total counter\n")
+	for _, d := range []struct {
+		reason string
+		n      uint64
+	}{{"foreign_source", rt.DroppedForeign}, {"learning", rt.DroppedLearning}, {"no_target", rt.DroppedNoTarget}, {"malformed", rt.DroppedMalformed}, {"send_error", rt.SendErrors}} {
+		fmt.Fprintf(w, "sipedge_relay_dropped_total{reason=%q} %d\n", d.reason, d.n)
+	}
+	fmt.Fprintf(w, "# TYPE sipedge_relay_timeouts_total counter\nsipedge_relay_timeouts_total %d\n", rt.Timeouts)
 }
 
 // TokenFile is where the admin token lives in a data dir.
 func TokenFile(dataDir string) string { return filepath.Join(dataDir, "admin.token") }
+
+// Calls implements admin.Backend: the proxy's live calls with the relay's
+// view of their media.
+func (e *Edge) Calls() []admin.Call {
+	var out []admin.Call
+	for _, c := range e.proxy.Calls() {
+		ac := admin.Call{CallID: c.CallID, From: c.From, To: c.To, State: c.State,
+			Started: c.Started, Answered: c.Answered,
+			Caller: admin.CallLeg(c.Caller), Callee: admin.CallLeg(c.Callee), Streams: []admin.Stream{}}
+		if in, ok := e.anchor.Info(c.CallID); ok {
+			ac.Relayed, ac.MediaDecision = in.Relayed, in.Reason
+			if in.Media != nil {
+				for _, s := range in.Media.Streams {
+					as := admin.Stream{Index: s.Index, Media: s.Media, Alarm: s.Alarm,
+						Legs: [2]admin.StreamLeg{streamLeg(s.A), streamLeg(s.B)}}
+					ac.Streams = append(ac.Streams, as)
+					if s.Alarm != "" {
+						ac.Alarms = append(ac.Alarms, fmt.Sprintf("stream %d (%s): %s", s.Index, s.Media, s.Alarm))
+					}
+				}
+			}
+		} else {
+			ac.MediaDecision = "no SDP seen"
+		}
+		out = append(out, ac)
+	}
+	return out
+}
+
+func streamLeg(l relay.LegInfo) admin.StreamLeg {
+	sl := admin.StreamLeg{RelayPort: l.LocalRTP, Latched: l.Latched, Locked: l.Locked, Hold: l.Hold, RTCPMux: l.RTCPMux,
+		Packets: l.Packets, Bytes: l.Bytes, RTCPPackets: l.RTCPPackets, DroppedForeign: l.DroppedForeign,
+		LastSeen: l.LastSeen, Lost: l.Lost, LossPercent: l.LossPercent, JitterMs: l.JitterMS}
+	if l.Announced.IsValid() {
+		sl.Announced = l.Announced.String()
+	}
+	if l.Target.IsValid() {
+		sl.Target = l.Target.String()
+	}
+	if r := l.Report; r != nil {
+		sl.ReportedLossPercent, sl.ReportedJitterMs = r.FractionLost*100, r.JitterMS
+	}
+	return sl
+}
+
+// EndCall implements admin.Backend.
+func (e *Edge) EndCall(id string) bool { return e.proxy.EndCall(id, "ended by the administrator") }

@@ -1,7 +1,6 @@
 package edge_test
 
 import (
-	"bytes"
 	"fmt"
 	"strconv"
 	"strings"
@@ -131,8 +130,10 @@ func TestCallBetweenNATedPhones(t *testing.T) {
 	if fb, _ := rr.Params.Get("fb"); fb != flowToken(bob.Addr(), srv.UDP) {
 		t.Errorf("Record-Route fb = %q, want bob's flow %q", fb, flowToken(bob.Addr(), srv.UDP))
 	}
-	if !bytes.Equal(inv.Body, []byte(alice.SDP())) {
-		t.Errorf("SDP changed on the way:\nsent %q\ngot  %q", alice.SDP(), inv.Body)
+	// The relay anchors the media (both phones are behind NAT): only c=
+	// and the m= port may change.
+	if a, b := sdpLinesExcept(alice.SDP()), sdpLinesExcept(string(inv.Body)); strings.Join(a, "\n") != strings.Join(b, "\n") {
+		t.Errorf("SDP changed beyond c=/m= on the way:\nsent %q\ngot  %q", alice.SDP(), inv.Body)
 	}
 
 	if err := in.Ring(); err != nil {

@@ -25,12 +25,14 @@ import (
 	"go.etcd.io/bbolt"
 	"golang.org/x/sys/unix"
 
+	"github.com/sipedge/sipedge/anchor"
 	"github.com/sipedge/sipedge/auth"
 	"github.com/sipedge/sipedge/config"
 	"github.com/sipedge/sipedge/keepalive"
 	"github.com/sipedge/sipedge/location"
 	"github.com/sipedge/sipedge/proxy"
 	"github.com/sipedge/sipedge/registrar"
+	"github.com/sipedge/sipedge/relay"
 	"github.com/sipedge/sipedge/sipx"
 )
 
@@ -65,6 +67,8 @@ type Edge struct {
 	reg    *registrar.Registrar
 	proxy  *proxy.Proxy
 	pinger *keepalive.Pinger
+	relay  *relay.Relay
+	anchor *anchor.Anchor
 
 	listeners     []listener
 	domains       map[string]struct{}
@@ -319,7 +323,8 @@ func (e *Edge) buildRouting() error {
 		if err := sipx.ParseUri(r.To, &u); err != nil {
 			return fmt.Errorf("edge: route %q: %w", r.Name, err)
 		}
-		pr := proxy.Route{Name: r.Name, Domain: r.Domain, To: u, NAT: c.RouteNAT(r), TCP: r.TCP, Trusted: r.Trusted, User: mustRe(r)}
+		pr := proxy.Route{Name: r.Name, Domain: r.Domain, To: u, NAT: c.RouteNAT(r), Media: c.RouteMedia(r),
+			TCP: r.TCP, Trusted: r.Trusted, User: mustRe(r)}
 		routes = append(routes, pr)
 		if r.Trusted {
 			if ip, err := netip.ParseAddr(strings.Trim(u.Host, "[]")); err == nil {
@@ -349,6 +354,13 @@ func (e *Edge) buildRouting() error {
 		MinExpires: c.Registrar.MinExpires.Duration, MaxExpires: c.Registrar.MaxExpires.Duration,
 		DefaultExpires: c.Registrar.DefaultExpires.Duration, MaxContacts: c.Registrar.MaxContacts,
 	})
+	if err := e.startMedia(); err != nil {
+		return err
+	}
+	userMedia := map[string]string{}
+	for _, u := range c.Users {
+		userMedia[u.Name] = c.UserMedia(u)
+	}
 	e.proxy = proxy.New(proxy.Config{
 		Stack: e.stack, Logger: e.log,
 		Locate: e.loc.Lookup,
@@ -363,8 +375,43 @@ func (e *Edge) buildRouting() error {
 			return e.challenge(req, stale, 407)
 		},
 		Trusted: e.trusted, Routes: routes, Secret: e.secret,
+		Media: e.anchor, UserMedia: func(u string) string { return userMedia[u] },
 		DialogUp: e.pinger.DialogUp, DialogDown: e.pinger.DialogDown,
 		InviteTimeout: c.Proxy.InviteTimeout.Duration, MaxForwards: c.Proxy.MaxForwards, UDPMaxSize: c.Proxy.UDPMaxSize,
+	})
+	return nil
+}
+
+// startMedia starts the RTP relay and the anchor that drives it from SDP.
+func (e *Edge) startMedia() error {
+	m := e.cfg.Media
+	lo, hi, err := m.PortRange()
+	if err != nil {
+		return fmt.Errorf("edge: media.ports: %w", err)
+	}
+	e.relay, err = relay.New(relay.Config{
+		PortMin: lo, PortMax: hi,
+		Learning: m.Learning.Duration, Probation: m.Probation,
+		Timeout: m.Timeout.Duration, HoldTimeout: m.HoldTimeout.Duration,
+		OnTimeout: func(id, reason string) { e.anchor.Timeout(id, reason) },
+		Logger:    e.log,
+	})
+	if err != nil {
+		return fmt.Errorf("edge: media relay: %w", err)
+	}
+	e.closers = append(e.closers, func() { _ = e.relay.Close() })
+	var bind, adv netip.Addr
+	if m.Address != "" {
+		bind, _ = netip.ParseAddr(m.Address)
+	}
+	if m.Advertise != "" {
+		adv, _ = netip.ParseAddr(m.Advertise)
+	}
+	e.anchor = anchor.New(anchor.Config{
+		Relay: e.relay, Default: m.Mode, BindIP: bind, AdvertiseIP: adv,
+		Advertise: e.advertise,
+		EndCall:   func(id, reason string) { e.proxy.EndCall(id, reason) },
+		Logger:    e.log,
 	})
 	return nil
 }

@@ -521,3 +521,13 @@ func (c *Call) Cancelled() bool { return c.cancelled.Load() }
 func (c *Call) Respond(req *Msg, code int, reason string) error {
 	return c.p.Respond(req, code, reason)
 }
+
+// RespondSDP answers a request received in the dialog (a re-INVITE or
+// UPDATE) with an SDP body and our Contact.
+func (c *Call) RespondSDP(req *Msg, code int, reason, sdp string) error {
+	res := NewResponse(req, code, reason, "")
+	res.Add("Contact", "<"+c.p.ContactURI("")+">")
+	res.Add("Content-Type", "application/sdp")
+	res.Body = []byte(sdp)
+	return c.p.respond(req, res)
+}
