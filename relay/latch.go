@@ -208,6 +208,12 @@ func (l *latch) rtp(now time.Time, pol *latchPolicy, src netip.AddrPort, ssrc ui
 	return verdictLearning, false
 }
 
+// known reports whether src is this side's announced or latched address
+// (without changing any state).
+func (l *latch) known(src netip.AddrPort) bool {
+	return l.hasPeer && (src == l.announced || (l.latched && src == l.src))
+}
+
 // rtcp decides about one RTCP packet from src.
 func (l *latch) rtcp(src netip.AddrPort) verdict {
 	if !l.hasPeer {

@@ -759,3 +759,29 @@ func TestConcurrentControl(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// TestStrangerGarbageIsForeign: whatever a stranger sends — RTP sprayed at
+// an RTCP port, bytes that are not RTP at an RTP port — counts as foreign
+// (an attack), not as a phone's malformed packet.
+func TestStrangerGarbageIsForeign(t *testing.T) {
+	r := newTestRelay(t, Config{})
+	a := newPhone(t, "A", "127.0.0.2", 0xa)
+	b := newPhone(t, "B", "127.0.0.3", 0xb)
+	evil := listenUDP(t, "127.0.0.66")
+	s := setupCall(t, r, "call-garbage", a, b, "127.0.0.1", a.peer(), b.peer())
+	for _, dst := range []netip.AddrPort{a.relayRTCP, b.relayRTCP} {
+		if _, err := evil.WriteToUDPAddrPort(makeRTP(0, 1, 160, 0xe711, []byte("EVIL")), dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := evil.WriteToUDPAddrPort([]byte("not rtp"), a.relayRTP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "stranger's packets counted", func() bool { return r.Totals().DroppedForeign == 3 })
+	if tt := r.Totals(); tt.DroppedMalformed != 0 {
+		t.Errorf("a stranger's packets counted as malformed: %+v", tt)
+	}
+	if st := s.Info().Streams[0]; st.A.DroppedForeign != 2 || st.B.DroppedForeign != 1 {
+		t.Errorf("foreign A=%d B=%d, want 2 and 1", st.A.DroppedForeign, st.B.DroppedForeign)
+	}
+}

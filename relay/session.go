@@ -461,13 +461,15 @@ func (s *Session) handle(k *sock, src netip.AddrPort, b []byte, now time.Time, c
 	other := &l.st.legs[l.side.Other()]
 	st := &l.stats
 	if k.rtcp || isRTCPMux(b) {
+		// The source first: whatever a stranger sends (RTP sprayed at
+		// RTCP ports, garbage) counts as foreign, not as malformed.
+		if l.latch.rtcp(src) != verdictForward {
+			s.foreign(l, src, now, c)
+			return o, false
+		}
 		if !rtcpHeaderOK(b) {
 			st.droppedMalformed++
 			c.malformed++
-			return o, false
-		}
-		if l.latch.rtcp(src) != verdictForward {
-			s.foreign(l, src, now, c)
 			return o, false
 		}
 		st.rtcpPackets++
@@ -487,6 +489,10 @@ func (s *Session) handle(k *sock, src netip.AddrPort, b []byte, now time.Time, c
 		}
 	} else {
 		h, ok := parseRTP(b)
+		if !ok && !l.latch.known(src) {
+			s.foreign(l, src, now, c)
+			return o, false
+		}
 		if !ok {
 			st.droppedMalformed++
 			c.malformed++
