@@ -103,21 +103,26 @@ type Stream struct {
 
 // StreamLeg is what the relay knows about one side of a stream.
 type StreamLeg struct {
-	RelayPort      int       `json:"relay_port"` // the relay's RTP port this side sends to
-	Announced      string    `json:"announced"`  // the side's SDP address
-	Target         string    `json:"target"`     // where the relay sends to this side
-	Latched        bool      `json:"latched"`
-	Locked         bool      `json:"locked"`
-	Hold           bool      `json:"hold"`
-	RTCPMux        bool      `json:"rtcp_mux"`
-	Packets        uint64    `json:"packets"`
-	Bytes          uint64    `json:"bytes"`
-	RTCPPackets    uint64    `json:"rtcp_packets"`
-	DroppedForeign uint64    `json:"dropped_foreign"` // from unknown sources (injection)
-	LastSeen       time.Time `json:"last_seen,omitzero"`
-	Lost           int64     `json:"lost"`         // from RTP sequence numbers
-	LossPercent    float64   `json:"loss_percent"` // of expected packets
-	JitterMs       float64   `json:"jitter_ms"`    // RFC 3550 interarrival jitter
+	RelayPort      int    `json:"relay_port"` // the relay's RTP port this side sends to
+	Announced      string `json:"announced"`  // the side's SDP address
+	Target         string `json:"target"`     // where the relay sends to this side
+	Latched        bool   `json:"latched"`
+	Locked         bool   `json:"locked"`
+	Hold           bool   `json:"hold"`
+	RTCPMux        bool   `json:"rtcp_mux"`
+	Packets        uint64 `json:"packets"`
+	Bytes          uint64 `json:"bytes"`
+	RTCPPackets    uint64 `json:"rtcp_packets"`
+	DroppedForeign uint64 `json:"dropped_foreign"` // from unknown sources (injection)
+	// Other drops: held back while a new source proved itself, not
+	// RTP/RTCP from the phone, no address to send to yet.
+	DroppedLearning  uint64    `json:"dropped_learning"`
+	DroppedMalformed uint64    `json:"dropped_malformed"`
+	DroppedNoTarget  uint64    `json:"dropped_no_target"`
+	LastSeen         time.Time `json:"last_seen,omitzero"`
+	Lost             int64     `json:"lost"`         // from RTP sequence numbers
+	LossPercent      float64   `json:"loss_percent"` // of expected packets
+	JitterMs         float64   `json:"jitter_ms"`    // RFC 3550 interarrival jitter
 	// What the side's own RTCP reports say about what it receives.
 	ReportedLossPercent float64 `json:"reported_loss_percent"`
 	ReportedJitterMs    float64 `json:"reported_jitter_ms"`

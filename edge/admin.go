@@ -277,6 +277,7 @@ func (e *Edge) Calls() []admin.Call {
 func streamLeg(l relay.LegInfo) admin.StreamLeg {
 	sl := admin.StreamLeg{RelayPort: l.LocalRTP, Latched: l.Latched, Locked: l.Locked, Hold: l.Hold, RTCPMux: l.RTCPMux,
 		Packets: l.Packets, Bytes: l.Bytes, RTCPPackets: l.RTCPPackets, DroppedForeign: l.DroppedForeign,
+		DroppedLearning: l.DroppedLearning, DroppedMalformed: l.DroppedMalformed, DroppedNoTarget: l.DroppedNoTarget,
 		LastSeen: l.LastSeen, Lost: l.Lost, LossPercent: l.LossPercent, JitterMs: l.JitterMS}
 	if l.Announced.IsValid() {
 		sl.Announced = l.Announced.String()

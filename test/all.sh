@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every sipedge test: vet, unit and in-process tests (with -race), short
-# fuzz runs of every parser, and the network-namespace NAT lab with SIPp.
+# fuzz runs of every parser, and the network-namespace NAT lab with SIPp and
+# baresip phones.
 # Installs what it needs with apt-get when missing (run as root on Debian).
 #
 #   test/all.sh            everything
@@ -19,6 +20,7 @@ if [ "${SKIP_LAB:-0}" != 1 ]; then
   command -v ip >/dev/null        || need_pkgs+=(iproute2)
   command -v iptables >/dev/null  || need_pkgs+=(iptables)
   command -v conntrack >/dev/null || need_pkgs+=(conntrack)
+  command -v baresip >/dev/null   || need_pkgs+=(baresip-core)
   if [ ${#need_pkgs[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
       echo "== installing ${need_pkgs[*]}"

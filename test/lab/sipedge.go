@@ -49,6 +49,11 @@ type EdgeConfig struct {
 	// answer MD5 and reads only the first challenge header, so with
 	// sipedge's default ["SHA-256", "MD5"] every SIPp phone would fail.
 	Algorithms []string
+	// Media is [media] mode: "always", "nat" or "never". MediaPorts is
+	// [media] ports, the relay's RTP port range ("30000-30199"). When both
+	// are empty there is no [media] table (sipedge's defaults).
+	Media      string
+	MediaPorts string
 	// Extra is appended to the file verbatim: whole TOML tables only.
 	Extra string
 }
@@ -81,6 +86,16 @@ func (c EdgeConfig) TOML(dataDir string) string {
 	}
 	fmt.Fprintf(&b, "[auth]\nalgorithms = [%s]\n\n", strings.Join(quoted, ", "))
 	fmt.Fprintf(&b, "[security]\nban_failures = %d\n\n", ban)
+	if c.Media != "" || c.MediaPorts != "" {
+		b.WriteString("[media]\n")
+		if c.Media != "" {
+			fmt.Fprintf(&b, "mode = %q\n", c.Media)
+		}
+		if c.MediaPorts != "" {
+			fmt.Fprintf(&b, "ports = %q\n", c.MediaPorts)
+		}
+		b.WriteString("\n")
+	}
 	for _, u := range users {
 		fmt.Fprintf(&b, "[[users]]\nname = %q\npassword = %q\n\n", u.Name, u.Password)
 	}
