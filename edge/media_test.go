@@ -13,6 +13,7 @@ import (
 
 	"github.com/sipedge/sipedge/admin"
 	"github.com/sipedge/sipedge/cli"
+	"github.com/sipedge/sipedge/config"
 	"github.com/sipedge/sipedge/edge/edgetest"
 	"github.com/sipedge/sipedge/uatest"
 )
@@ -467,5 +468,28 @@ func TestMediaReinviteHoldAndHandover(t *testing.T) {
 	moved.sendAsync(mc.aDst, 3000, 50)
 	if n := moved.waitCount(0xB0B, 40, 3*time.Second); n < 40 {
 		t.Errorf("after handover alice's new port got %d of bob's 50 packets, want >= 40", n)
+	}
+}
+
+// TestMediaPolicyPerUser: a user's own media policy reaches the call
+// decision: bob with media = "never" gets alice's SDP untouched although
+// both are behind NAT, and the call says why.
+func TestMediaPolicyPerUser(t *testing.T) {
+	t.Parallel()
+	srv := edgetest.Start(t, edgetest.Base, func(c *config.Config) {
+		for i := range c.Users {
+			if c.Users[i].Name == "bob" {
+				c.Users[i].Media = config.MediaNever
+			}
+		}
+	})
+	mc := startMediaCall(t, srv)
+	if string(mc.gotOffer) != mc.offer {
+		t.Errorf("offer to bob (media=never) was rewritten:\n%s", mc.gotOffer)
+	}
+	var calls []admin.Call
+	srv.GetJSON(t, "/api/v1/calls", &calls)
+	if len(calls) != 1 || calls[0].Relayed || calls[0].MediaDecision != "not relayed: media=never for the callee" {
+		t.Errorf("calls = %+v", calls)
 	}
 }
