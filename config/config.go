@@ -142,6 +142,10 @@ type Proxy struct {
 	MaxForwards int `toml:"max_forwards"`
 	// InviteTimeout ends an unanswered INVITE branch (408/480). Default 120s.
 	InviteTimeout Duration `toml:"invite_timeout"`
+	// MaxCallDuration ends a call that has lasted this long (BYE to both
+	// sides) and forgets it: the safety net for calls whose BYE was lost,
+	// which would otherwise be kept, and pinged, forever. Default 12h.
+	MaxCallDuration Duration `toml:"max_call_duration"`
 	// UDPMaxSize: over this size a request to a non-NATed peer that allows
 	// TCP is sent over TCP (RFC 3261 §18.1.1). Default 1300.
 	UDPMaxSize int `toml:"udp_max_size"`

@@ -94,9 +94,10 @@ func Default() *Config {
 			},
 		},
 		Proxy: Proxy{
-			MaxForwards:   70,
-			InviteTimeout: Duration{120 * time.Second},
-			UDPMaxSize:    1300,
+			MaxForwards:     70,
+			InviteTimeout:   Duration{120 * time.Second},
+			MaxCallDuration: Duration{12 * time.Hour},
+			UDPMaxSize:      1300,
 		},
 		Admin: Admin{Listen: defaultAdminListen},
 		Media: Media{

@@ -281,6 +281,7 @@ func (ck *checker) proxy() {
 		ck.errorf("proxy.max_forwards", "must be between 1 and 255, not %d", p.MaxForwards)
 	}
 	ck.positive("proxy.invite_timeout", p.InviteTimeout)
+	ck.positive("proxy.max_call_duration", p.MaxCallDuration)
 	if p.UDPMaxSize < 1 || p.UDPMaxSize > 65507 {
 		ck.errorf("proxy.udp_max_size", "must be between 1 and 65507 bytes, not %d", p.UDPMaxSize)
 	}

@@ -433,6 +433,7 @@ func (e *Edge) housekeeping() {
 			if n%10 == 0 {
 				e.guard.Sweep()
 			}
+			e.proxy.Sweep(e.cfg.Proxy.MaxCallDuration.Duration)
 		}
 	}
 }

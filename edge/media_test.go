@@ -493,3 +493,29 @@ func TestMediaPolicyPerUser(t *testing.T) {
 		t.Errorf("calls = %+v", calls)
 	}
 }
+
+// TestMaxCallDuration: a call that is not relayed has no media timeout;
+// when its BYE is lost it would be kept (and its flows pinged) forever.
+// proxy.max_call_duration ends it with a BYE to both phones.
+func TestMaxCallDuration(t *testing.T) {
+	t.Parallel()
+	srv := edgetest.Start(t, edgetest.Base+"\n[media]\nmode = \"never\"\n", func(c *config.Config) {
+		c.Proxy.MaxCallDuration = config.Duration{Duration: time.Second}
+	})
+	mc := startMediaCall(t, srv)
+	for _, c := range []*uatest.Call{mc.in, mc.out} {
+		bye, err := c.WaitRequest("BYE", 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.Respond(bye, 200, "OK")
+		if !strings.Contains(bye.Get("Reason"), "call longer than 1s") {
+			t.Errorf("BYE Reason = %q", bye.Get("Reason"))
+		}
+	}
+	var calls []admin.Call
+	srv.GetJSON(t, "/api/v1/calls", &calls)
+	if len(calls) != 0 {
+		t.Errorf("call still listed: %+v", calls)
+	}
+}

@@ -200,6 +200,32 @@ func (p *Proxy) Calls() []Call {
 	return out
 }
 
+// Sweep ends calls that have lasted longer than maxAge: answered calls
+// with a BYE to both sides, calls still ringing (which Timer C should have
+// ended) by forgetting them.
+func (p *Proxy) Sweep(maxAge time.Duration) {
+	cutoff := time.Now().Add(-maxAge)
+	var old []string
+	p.dlg.mu.Lock()
+	for id, d := range p.dlg.m {
+		if d.started.Before(cutoff) {
+			old = append(old, id)
+		}
+	}
+	p.dlg.mu.Unlock()
+	for _, id := range old {
+		if !p.EndCall(id, "call longer than "+maxAge.String()) {
+			p.callEnded(id)
+			if p.cfg.Media != nil {
+				p.cfg.Media.End(id)
+			}
+			if p.cfg.DialogDown != nil {
+				p.cfg.DialogDown(id)
+			}
+		}
+	}
+}
+
 // EndCall ends an answered call from the middle: a BYE to each side, as
 // if the other side had hung up, with a Reason header saying why. It
 // reports whether the call was known and answered.
@@ -219,6 +245,7 @@ func (p *Proxy) EndCall(callID, why string) bool {
 	aFlow, bFlow := d.aFlow, d.bFlow
 	d.mu.Unlock()
 	p.log.Info("ending call", "call_id", callID, "reason", why)
+	p.callEnded(callID)
 	for _, s := range []struct {
 		req  *sipx.Request
 		flow sipx.Flow
@@ -230,7 +257,6 @@ func (p *Proxy) EndCall(callID, why string) bool {
 			p.log.Debug("BYE send failed", "call_id", callID, "error", err)
 		}
 	}
-	p.callEnded(callID)
 	if p.cfg.Media != nil {
 		p.cfg.Media.End(callID)
 	}
