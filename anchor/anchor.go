@@ -157,13 +157,19 @@ func (a *Anchor) Response(res *sipx.Response, from, to proxy.MediaLeg) {
 	if res.StatusCode >= 300 || !isSDP(res) {
 		return
 	}
+	fromTag, _ := res.From().Params.Get("tag")
 	c := a.get(res.CallID().Value())
 	if c == nil {
-		return
+		if _, m, _ := sipx.CSeqOf(res); m != sipx.INVITE {
+			return
+		}
+		// Late offer: the INVITE had no SDP, the callee offers in its
+		// 18x/2xx and the caller answers in the ACK. The response goes
+		// from the callee (from) to the caller (to).
+		c = a.create(res.CallID().Value(), fromTag, to, from)
 	}
 	// The request came from the side whose tag is in From; the response
 	// from the other.
-	fromTag, _ := res.From().Params.Get("tag")
 	side := relay.A
 	if fromTag == c.callerTag {
 		side = relay.B

@@ -519,3 +519,71 @@ func TestMaxCallDuration(t *testing.T) {
 		t.Errorf("call still listed: %+v", calls)
 	}
 }
+
+// TestMediaLateOffer: the INVITE carries no SDP; bob offers in the 200
+// and alice answers in the ACK. Both SDPs are anchored and RTP flows both
+// ways through the relay.
+func TestMediaLateOffer(t *testing.T) {
+	t.Parallel()
+	srv := edgetest.Start(t, edgetest.Base)
+	alice := natPhone(t, srv, "alice", aliceLAN)
+	bob := natPhone(t, srv, "bob", bobLAN)
+	mustRegister(t, alice)
+	mustRegister(t, bob)
+	aRTP := newRTPEnd(t, "127.0.0.1", 0xA11CE)
+	bRTP := newRTPEnd(t, "127.0.0.1", 0xB0B)
+	call, err := alice.Invite("bob@test.example", uatest.InviteOpts{SDP: "-"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := bob.WaitInvite(wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Answer(uatest.SDP(bobLAN, bRTP.port(), "")); err != nil {
+		t.Fatal(err)
+	}
+	ok, err := call.WaitCode(200, wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aDst := sdpConn(t, ok.Body) // the relay port alice sends to
+	if aDst.Addr() != srv.UDP.Addr() {
+		t.Fatalf("late offer in the 200 not anchored: %s", ok.Body)
+	}
+	ack, dst, err := call.NewRequest("ACK")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack.Add("Content-Type", "application/sdp")
+	ack.Body = []byte(uatest.SDP(aliceLAN, aRTP.port(), ""))
+	if err := alice.SendRawTo(ack.Bytes(), dst); err != nil {
+		t.Fatal(err)
+	}
+	got, err := in.WaitAck(wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bDst := sdpConn(t, got.Body)
+	if bDst.Addr() != srv.UDP.Addr() || bDst == aDst {
+		t.Fatalf("answer in the ACK not anchored: %s", got.Body)
+	}
+	aRTP.sendAsync(aDst, 1, 50)
+	bRTP.sendAsync(bDst, 1, 50)
+	if n := bRTP.waitCount(0xA11CE, 40, 3*time.Second); n < 40 {
+		t.Errorf("bob got %d of alice's 50 packets", n)
+	}
+	if n := aRTP.waitCount(0xB0B, 40, 3*time.Second); n < 40 {
+		t.Errorf("alice got %d of bob's 50 packets", n)
+	}
+	// The ACK came from behind alice's NAT: the relay must know, so that
+	// it never aims at her private SDP address.
+	var calls []admin.Call
+	srv.GetJSON(t, "/api/v1/calls", &calls)
+	if len(calls) != 1 || len(calls[0].Streams) != 1 {
+		t.Fatalf("calls = %+v", calls)
+	}
+	if tg := calls[0].Streams[0].Legs[0].Target; strings.HasPrefix(tg, aliceLAN) {
+		t.Errorf("relay sends alice's media to her private address %s", tg)
+	}
+}

@@ -224,7 +224,7 @@ func (p *Proxy) HandleRequest(req *sipx.Request, f sipx.Flow, nat bool) {
 		rr = nil
 	}
 	if req.Method == sipx.ACK {
-		p.forwardACK(req, f, rr)
+		p.forwardACK(req, f, nat, rr)
 		return
 	}
 	if req.Method == sipx.CANCEL {
@@ -329,7 +329,7 @@ func (p *Proxy) aor(u *sipx.Uri) string {
 }
 
 // forwardACK forwards an ACK for a 2xx statelessly (it has no transaction).
-func (p *Proxy) forwardACK(req *sipx.Request, f sipx.Flow, rr *sipx.HeaderParams) {
+func (p *Proxy) forwardACK(req *sipx.Request, f sipx.Flow, nat bool, rr *sipx.HeaderParams) {
 	// An ACK cannot be challenged: without our signed route it is
 	// forwarded only to a local user, never to an arbitrary address.
 	if rr == nil && !p.cfg.LocalDomain(req.Recipient.Host) {
@@ -346,7 +346,7 @@ func (p *Proxy) forwardACK(req *sipx.Request, f sipx.Flow, rr *sipx.HeaderParams
 	p.decMaxForwards(out)
 	p.pushVia(out, t.flow, sipx.StatelessBranch(req), f)
 	if p.cfg.Media != nil && len(out.Body()) > 0 {
-		p.cfg.Media.Request(out, MediaLeg{Flow: f}, MediaLeg{Flow: t.flow, NAT: t.nat})
+		p.cfg.Media.Request(out, MediaLeg{Flow: f, NAT: nat}, MediaLeg{Flow: t.flow, NAT: t.nat})
 	}
 	p.Stats.inc(p.Stats.Forwarded, "ACK")
 	if err := p.st.Send(out, t.flow); err != nil {
