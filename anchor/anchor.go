@@ -133,7 +133,7 @@ func (a *Anchor) Request(req *sipx.Request, from, to proxy.MediaLeg) {
 	fromTag, _ := req.From().Params.Get("tag")
 	c := a.get(id)
 	if c == nil {
-		if req.Method != sipx.INVITE || inDialog(req) {
+		if req.Method != sipx.INVITE || sipx.InDialog(req) {
 			return // not a call we anchor
 		}
 		c = a.create(id, fromTag, from, to)
@@ -409,9 +409,4 @@ func isSDP(m sdpCarrier) bool {
 	}
 	v := strings.ToLower(strings.TrimSpace(ct.Value()))
 	return strings.HasPrefix(v, "application/sdp")
-}
-
-func inDialog(req *sipx.Request) bool {
-	_, ok := req.To().Params.Get("tag")
-	return ok
 }

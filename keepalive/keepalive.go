@@ -12,7 +12,6 @@ package keepalive
 
 import (
 	"hash/fnv"
-	"strconv"
 	"sync"
 	"time"
 
@@ -141,26 +140,17 @@ func (p *Pinger) Tick() int {
 // is dropped; what matters is that packets crossed the NAT.
 func OptionsPing(f sipx.Flow, host string, port int, domain string) []byte {
 	tag := sipx.NewTag()
-	ruri := "sip:" + hostPort(f.Remote.Addr().String(), int(f.Remote.Port()))
+	ruri := "sip:" + sipx.HostPort(f.Remote.Addr().String(), int(f.Remote.Port()))
 	tr := "UDP"
 	if f.Transport == sipx.TCP {
 		tr = "TCP"
 	}
 	return []byte("OPTIONS " + ruri + " SIP/2.0\r\n" +
-		"Via: SIP/2.0/" + tr + " " + hostPort(host, port) + ";branch=" + sipx.NewBranch() + ";rport\r\n" +
+		"Via: SIP/2.0/" + tr + " " + sipx.HostPort(host, port) + ";branch=" + sipx.NewBranch() + ";rport\r\n" +
 		"Max-Forwards: 70\r\n" +
 		"From: <sip:keepalive@" + domain + ">;tag=" + tag + "\r\n" +
 		"To: <" + ruri + ">\r\n" +
 		"Call-ID: ka-" + tag + "@" + domain + "\r\n" +
 		"CSeq: 1 OPTIONS\r\n" +
 		"Content-Length: 0\r\n\r\n")
-}
-
-func hostPort(h string, p int) string {
-	for i := 0; i < len(h); i++ {
-		if h[i] == ':' {
-			return "[" + h + "]:" + strconv.Itoa(p)
-		}
-	}
-	return h + ":" + strconv.Itoa(p)
 }

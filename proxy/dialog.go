@@ -176,8 +176,18 @@ func (p *Proxy) callSeen(req *sipx.Request) {
 	d.mu.Unlock()
 }
 
-// callEnded forgets a call (BYE forwarded, or the INVITE failed).
-func (p *Proxy) callEnded(callID string) { p.dlg.take(callID) }
+// forgetCall ends everything the call held: the proxy's record, the
+// media session and the dialog keepalives (BYE forwarded or sent, INVITE
+// failed, call too old).
+func (p *Proxy) forgetCall(callID string) {
+	p.dlg.take(callID)
+	if p.cfg.Media != nil {
+		p.cfg.Media.End(callID)
+	}
+	if p.cfg.DialogDown != nil {
+		p.cfg.DialogDown(callID)
+	}
+}
 
 // Calls returns the live calls, oldest first.
 func (p *Proxy) Calls() []Call {
@@ -215,13 +225,7 @@ func (p *Proxy) Sweep(maxAge time.Duration) {
 	p.dlg.mu.Unlock()
 	for _, id := range old {
 		if !p.EndCall(id, "call longer than "+maxAge.String()) {
-			p.callEnded(id)
-			if p.cfg.Media != nil {
-				p.cfg.Media.End(id)
-			}
-			if p.cfg.DialogDown != nil {
-				p.cfg.DialogDown(id)
-			}
+			p.forgetCall(id)
 		}
 	}
 }
@@ -245,7 +249,9 @@ func (p *Proxy) EndCall(callID, why string) bool {
 	aFlow, bFlow := d.aFlow, d.bFlow
 	d.mu.Unlock()
 	p.log.Info("ending call", "call_id", callID, "reason", why)
-	p.callEnded(callID)
+	// Forgotten before the BYEs leave, so no listing shows a call whose
+	// BYEs are out.
+	p.forgetCall(callID)
 	for _, s := range []struct {
 		req  *sipx.Request
 		flow sipx.Flow
@@ -256,12 +262,6 @@ func (p *Proxy) EndCall(callID, why string) bool {
 		if _, err := p.st.NewClientTx(s.req, s.flow, func(*sipx.ClientTx, *sipx.Response) {}); err != nil {
 			p.log.Debug("BYE send failed", "call_id", callID, "error", err)
 		}
-	}
-	if p.cfg.Media != nil {
-		p.cfg.Media.End(callID)
-	}
-	if p.cfg.DialogDown != nil {
-		p.cfg.DialogDown(callID)
 	}
 	return true
 }
@@ -277,7 +277,7 @@ func (p *Proxy) byeRequest(target string, routes []string, from, to, callID stri
 	tr := strings.ToUpper(flow.Transport)
 	var b strings.Builder
 	b.WriteString("BYE " + target + " SIP/2.0\r\n")
-	b.WriteString("Via: SIP/2.0/" + tr + " " + hostPortString(host, port) + ";branch=" + sipx.NewBranch() + ";rport\r\n")
+	b.WriteString("Via: SIP/2.0/" + tr + " " + sipx.HostPort(host, port) + ";branch=" + sipx.NewBranch() + ";rport\r\n")
 	b.WriteString("Max-Forwards: " + strconv.Itoa(p.cfg.MaxForwards) + "\r\n")
 	for _, r := range routes {
 		b.WriteString("Route: <" + r + ">\r\n")
@@ -296,11 +296,4 @@ func (p *Proxy) byeRequest(target string, routes []string, from, to, callID stri
 		return nil
 	}
 	return req
-}
-
-func hostPortString(h string, port int) string {
-	if strings.Contains(h, ":") && !strings.HasPrefix(h, "[") {
-		h = "[" + h + "]"
-	}
-	return h + ":" + strconv.Itoa(port)
 }

@@ -45,13 +45,7 @@ func (p *Proxy) forward(req *sipx.Request, up sipx.Flow, upNAT bool, upPolicy st
 		}
 	}
 	if req.Method == sipx.BYE {
-		p.callEnded(req.CallID().Value())
-		if p.cfg.Media != nil {
-			p.cfg.Media.End(req.CallID().Value())
-		}
-		if p.cfg.DialogDown != nil {
-			p.cfg.DialogDown(req.CallID().Value())
-		}
+		p.forgetCall(req.CallID().Value())
 	}
 	fk.mu.Lock()
 	for _, t := range targets {
@@ -228,13 +222,10 @@ func (fk *fork) send(res *sipx.Response) {
 		// are overloaded.
 		res.StatusCode, res.Reason = 500, "Server Internal Error"
 	}
-	if fk.tx.Req.Method == sipx.INVITE && !inDialog(fk.tx.Req) {
+	if fk.tx.Req.Method == sipx.INVITE && !sipx.InDialog(fk.tx.Req) {
 		// The call failed. A failed re-INVITE (491, 488...) leaves the
 		// call and its media as they were.
-		fk.p.callEnded(fk.tx.Req.CallID().Value())
-		if fk.p.cfg.Media != nil {
-			fk.p.cfg.Media.End(fk.tx.Req.CallID().Value())
-		}
+		fk.p.forgetCall(fk.tx.Req.CallID().Value())
 	}
 	fk.p.Stats.inc(fk.p.Stats.Responses, string(rune('0'+res.StatusCode/100))+"xx")
 	_ = fk.tx.Respond(res)

@@ -233,7 +233,7 @@ func (p *Proxy) HandleRequest(req *sipx.Request, f sipx.Flow, nat bool) {
 		p.reply(req, f, nil, 481, "Call/Transaction Does Not Exist", "")
 		return
 	}
-	if inDialog(req) {
+	if sipx.InDialog(req) {
 		p.callSeen(req)
 		p.inDialog(req, f, nat, rr)
 		return
@@ -586,12 +586,6 @@ func (p *Proxy) recordRoute(r *sipx.Request, up sipx.Flow, upNAT bool, down targ
 		r.PrependHeader(mk(up.Transport, up.Local))
 	}
 	r.PrependHeader(mk(down.flow.Transport, down.flow.Local))
-}
-
-// inDialog reports whether req belongs to a dialog (its To has a tag).
-func inDialog(req *sipx.Request) bool {
-	_, ok := req.To().Params.Get("tag")
-	return ok
 }
 
 func dialogCreating(m sipx.RequestMethod) bool {

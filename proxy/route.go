@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 
 	"github.com/sipedge/sipedge/sipx"
@@ -142,11 +141,4 @@ func portOr(p, def int) int {
 		return def
 	}
 	return p
-}
-
-func hostPort(host string, port int) string {
-	if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
-		host = "[" + host + "]"
-	}
-	return host + ":" + strconv.Itoa(port)
 }

@@ -103,6 +103,24 @@ func Branch(m Message) string {
 	return b
 }
 
+// HostPort joins a host (name, IPv4, or IPv6 with or without brackets)
+// and a port as SIP writes them: "[2001:db8::1]:5060".
+func HostPort(host string, port int) string {
+	if strings.Contains(host, ":") && !strings.HasPrefix(host, "[") {
+		host = "[" + host + "]"
+	}
+	return host + ":" + strconv.Itoa(port)
+}
+
+// InDialog reports whether req belongs to a dialog (its To has a tag).
+func InDialog(req *Request) bool {
+	if to := req.To(); to != nil {
+		_, ok := to.Params.Get("tag")
+		return ok
+	}
+	return false
+}
+
 // CSeqOf returns the CSeq number and method.
 func CSeqOf(m Message) (uint32, RequestMethod, bool) {
 	c := m.CSeq()
