@@ -40,6 +40,9 @@ type Config struct {
 	Admin Admin `toml:"admin"`
 	// Media controls the embedded RTP/RTCP relay.
 	Media Media `toml:"media"`
+	// Keepalive controls the pings that hold NAT bindings open and
+	// measure each peer's round-trip time ("qualify").
+	Keepalive Keepalive `toml:"keepalive"`
 	// Users are users defined in the config file, in addition to those in
 	// the embedded user store (`sipedge user add`). A config user wins over a
 	// stored user of the same name.
@@ -161,6 +164,36 @@ type Admin struct {
 	Token string `toml:"token"`
 }
 
+// Keepalive controls keepalives: for every flow a registration or a call
+// uses (NATed flows only, unless All), sipedge sends a ping from the
+// socket the phone uses, so the NAT keeps the binding open and calls to
+// the phone get through; an OPTIONS ping also measures the round-trip time
+// and tells whether the phone is reachable.
+type Keepalive struct {
+	// Interval between pings of one flow; "0s" turns keepalives off.
+	// Users and routes may override it. Default 25s (under the 30 s UDP
+	// timeout of many NATs).
+	Interval Duration `toml:"interval"`
+	// Method: "options" (SIP OPTIONS; measures RTT and reachability) or
+	// "crlf" (a 4-byte ping that only keeps the NAT open). Default
+	// "options".
+	Method string `toml:"method"`
+	// Timeout: a ping not answered within this is missed. Default 5s.
+	Timeout Duration `toml:"timeout"`
+	// Lagged: an answer slower than this shows the peer as LAGGED.
+	// Default 1s.
+	Lagged Duration `toml:"lagged"`
+	// Misses in a row make a peer UNREACHABLE. Default 3.
+	Misses int `toml:"misses"`
+	// RemoveUnreachable drops the registrations of an UNREACHABLE flow,
+	// so calls go to the user's other devices or fail at once instead of
+	// ringing nothing. Default false.
+	RemoveUnreachable bool `toml:"remove_unreachable"`
+	// All pings every registered flow, not only NATed ones (to see every
+	// phone's status and RTT). Default false.
+	All bool `toml:"all"`
+}
+
 // Media controls the embedded RTP/RTCP relay that anchors calls' audio
 // and video.
 type Media struct {
@@ -207,6 +240,9 @@ type User struct {
 	// Media overrides media.mode for calls of this user:
 	// always|nat|never.
 	Media string `toml:"media"`
+	// Keepalive overrides keepalive.interval for this user's flows; "0s"
+	// turns keepalives off for them.
+	Keepalive *Duration `toml:"keepalive"`
 }
 
 // Route is a static route to a trunk or gateway.
@@ -230,6 +266,9 @@ type Route struct {
 	// Trusted: requests arriving from To's address are accepted without
 	// digest auth (a trunk that does not authenticate). Default false.
 	Trusted bool `toml:"trusted"`
+	// Keepalive pings the trunk (SIP OPTIONS over UDP) at this interval
+	// and shows its status and RTT with the peers. Default "0s": off.
+	Keepalive Duration `toml:"keepalive"`
 }
 
 // Duration is a time.Duration that decodes from TOML strings like "30s"

@@ -203,8 +203,16 @@ var (
 	textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
 )
 
-// value decodes raw into v, which must be settable.
+// value decodes raw into v, which must be settable. A pointer field is
+// set only when the key is present, so nil means "not given" (a user's
+// keepalive = "0s" is not the same as no keepalive key).
 func (d *decoder) value(key string, raw any, v reflect.Value) {
+	if v.Kind() == reflect.Pointer {
+		p := reflect.New(v.Type().Elem())
+		d.value(key, raw, p.Elem())
+		v.Set(p)
+		return
+	}
 	if pt := reflect.PointerTo(v.Type()); pt.Implements(tomlUnmarshaler) {
 		if err := v.Addr().Interface().(toml.Unmarshaler).UnmarshalTOML(raw); err != nil {
 			d.fail(key, err, "%v", err)

@@ -27,6 +27,10 @@ const (
 	MediaNAT    = "nat"    // relay calls with a NATed leg
 	MediaNever  = "never"  // never relay
 
+	// Keepalive methods, for keepalive.method.
+	KeepaliveOptions = "options" // SIP OPTIONS: RTT and reachability
+	KeepaliveCRLF    = "crlf"    // 4 bytes: keeps the NAT open only
+
 	// AdminOff as admin.listen disables the admin API.
 	AdminOff = "off"
 )
@@ -100,6 +104,13 @@ func Default() *Config {
 			UDPMaxSize:      1300,
 		},
 		Admin: Admin{Listen: defaultAdminListen},
+		Keepalive: Keepalive{
+			Interval: Duration{25 * time.Second},
+			Method:   KeepaliveOptions,
+			Timeout:  Duration{5 * time.Second},
+			Lagged:   Duration{time.Second},
+			Misses:   3,
+		},
 		Media: Media{
 			Mode:        MediaNAT,
 			Ports:       "30000-39999",
@@ -136,6 +147,15 @@ func (c *Config) UserMedia(u User) string {
 		return u.Media
 	}
 	return c.Media.Mode
+}
+
+// UserKeepalive returns the keepalive interval for u's flows:
+// u.Keepalive, or keepalive.interval.
+func (c *Config) UserKeepalive(u User) time.Duration {
+	if u.Keepalive != nil {
+		return u.Keepalive.Duration
+	}
+	return c.Keepalive.Interval.Duration
 }
 
 // RouteMedia returns the media policy for r: r.Media, or media.mode.

@@ -55,7 +55,11 @@ func TestExample(t *testing.T) {
 		{"routes", c.Routes, []Route{{
 			Name: "carrier", User: `^\+?[0-9]{6,}$`, Domain: "example.com",
 			To: "sip:198.51.100.20:5060;transport=udp", NAT: "never", Media: "nat", TCP: true, Trusted: true,
+			Keepalive: Duration{time.Minute},
 		}}},
+		{"keepalive", c.Keepalive, Default().Keepalive},
+		{"UserKeepalive(users[0])", c.UserKeepalive(c.Users[0]), 25 * time.Second},
+		{"UserKeepalive(users[1])", c.UserKeepalive(c.Users[1]), 20 * time.Second},
 		{"media", c.Media, func() Media { m := Default().Media; m.Address, m.Advertise = "0.0.0.0", "203.0.113.10"; return m }()},
 		{"UserMedia(users[0])", c.UserMedia(c.Users[0]), "nat"},
 		{"UserMedia(users[1])", c.UserMedia(c.Users[1]), "always"},

@@ -75,6 +75,7 @@ func (c *Config) check() *checker {
 	ck.proxy()
 	ck.admin()
 	ck.media()
+	ck.keepalive()
 	ck.users()
 	ck.routes()
 	return ck
@@ -287,6 +288,33 @@ func (ck *checker) proxy() {
 	}
 }
 
+func (ck *checker) keepalive() {
+	k := ck.c.Keepalive
+	ck.oneOf("keepalive.method", k.Method, KeepaliveOptions, KeepaliveCRLF)
+	ck.keepaliveInterval("keepalive.interval", k.Interval)
+	ck.positive("keepalive.timeout", k.Timeout)
+	ck.positive("keepalive.lagged", k.Lagged)
+	if k.Misses < 1 || k.Misses > 100 {
+		ck.errorf("keepalive.misses", "must be between 1 and 100, not %d", k.Misses)
+	}
+	if k.Timeout.Duration > 0 && k.Lagged.Duration > k.Timeout.Duration {
+		ck.warnf("keepalive.lagged", "%s is longer than keepalive.timeout (%s): no answer can be LAGGED", k.Lagged.Duration, k.Timeout.Duration)
+	}
+}
+
+// keepaliveInterval checks an interval: 0 (off) or at least a second; over
+// 2 minutes outlives most NATs' UDP timeouts.
+func (ck *checker) keepaliveInterval(key string, d Duration) {
+	switch {
+	case d.Duration < 0:
+		ck.errorf(key, "must not be negative")
+	case d.Duration > 0 && d.Duration < time.Second:
+		ck.errorf(key, "%s is too short: at least 1s, or 0s for off", d.Duration)
+	case d.Duration > 2*time.Minute:
+		ck.warnf(key, "%s is longer than many NATs keep an idle UDP binding (30 s to 2 min): incoming calls may be lost", d.Duration)
+	}
+}
+
 func (ck *checker) media() {
 	m := ck.c.Media
 	ck.oneOf("media.mode", m.Mode, MediaAlways, MediaNAT, MediaNever)
@@ -380,6 +408,9 @@ func (ck *checker) users() {
 		if u.NAT != "" {
 			ck.oneOf(elem+".nat", u.NAT, NATAuto, NATForce, NATNever)
 		}
+		if u.Keepalive != nil {
+			ck.keepaliveInterval(elem+".keepalive", *u.Keepalive)
+		}
 		if u.Media != "" {
 			ck.oneOf(elem+".media", u.Media, MediaAlways, MediaNAT, MediaNever)
 		}
@@ -410,6 +441,7 @@ func (ck *checker) routes() {
 		if r.NAT != "" {
 			ck.oneOf(elem+".nat", r.NAT, NATAuto, NATForce, NATNever)
 		}
+		ck.keepaliveInterval(elem+".keepalive", r.Keepalive)
 		if r.Media != "" {
 			ck.oneOf(elem+".media", r.Media, MediaAlways, MediaNAT, MediaNever)
 		}

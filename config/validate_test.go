@@ -176,6 +176,20 @@ func TestValidate(t *testing.T) {
 			[]string{`t.toml:4: users[0].media: must be "always", "nat" or "never", not "yes"`}},
 		{"media good", lines(`[media]`, `mode = "always"`, `ports = "20000-20099"`, `address = "::"`, `advertise = "203.0.113.9"`, `timeout = "90s"`), nil},
 
+		// keepalive
+		{"keepalive method", lines(`[keepalive]`, `method = "stun"`),
+			[]string{`t.toml:2: keepalive.method: must be "options" or "crlf", not "stun"`}},
+		{"keepalive interval too short", lines(`[keepalive]`, `interval = "500ms"`),
+			[]string{`t.toml:2: keepalive.interval: 500ms is too short: at least 1s, or 0s for off`}},
+		{"keepalive misses", lines(`[keepalive]`, `misses = 0`),
+			[]string{`t.toml:2: keepalive.misses: must be between 1 and 100, not 0`}},
+		{"keepalive user negative", lines(`[[users]]`, `name = "a"`, `password = "p"`, `keepalive = "-5s"`),
+			[]string{`t.toml:4: users[0].keepalive: must not be negative`}},
+		{"keepalive route too short", lines(`[[routes]]`, `to = "sip:198.51.100.20"`, `keepalive = "10ms"`),
+			[]string{`t.toml:3: routes[0].keepalive: 10ms is too short: at least 1s, or 0s for off`}},
+		{"keepalive off", lines(`[keepalive]`, `interval = "0s"`, `[[users]]`, `name = "a"`, `password = "p"`, `keepalive = "0s"`), nil},
+		{"keepalive good", lines(`[keepalive]`, `interval = "15s"`, `method = "crlf"`, `timeout = "2s"`, `lagged = "300ms"`, `misses = 5`, `remove_unreachable = true`, `all = true`), nil},
+
 		// admin
 		{"admin host name", lines(`[admin]`, `listen = "localhost:5080"`),
 			[]string{`t.toml:2: admin.listen: must be "off" or ip:port: "localhost:5080" is not ip:port (e.g. "0.0.0.0:5060" or "[::]:5060")`}},
@@ -333,6 +347,10 @@ func TestWarnings(t *testing.T) {
 			[]string{`t.toml:1: users[0]: HA1 values depend on the realm; set auth.realm so that changing domains cannot invalidate them (realm now "sipedge.local")`}},
 		{"ha1 with explicit realm", lines(`auth.realm = "sipedge.local"`, `[[users]]`, `name = "a"`, `ha1_md5 = "`+md5Hex+`"`), nil},
 		{"password without explicit realm", lines(`[[users]]`, `name = "a"`, `password = "pw"`), nil},
+		{"keepalive interval too long", lines(`[keepalive]`, `interval = "5m"`),
+			[]string{`t.toml:2: keepalive.interval: 5m0s is longer than many NATs keep an idle UDP binding (30 s to 2 min): incoming calls may be lost`}},
+		{"keepalive lagged above timeout", lines(`[keepalive]`, `lagged = "10s"`),
+			[]string{`t.toml:2: keepalive.lagged: 10s is longer than keepalive.timeout (5s): no answer can be LAGGED`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
