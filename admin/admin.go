@@ -18,8 +18,12 @@ import (
 	"time"
 )
 
-// Peer is one registration as shown by `sipedge peer list`.
+// Peer is one registration (or a pinged trunk) as shown by `sipedge peer
+// list`.
 type Peer struct {
+	// Kind is "registration" or "trunk" (a route with a keepalive; AOR
+	// is then the route's name and Contact its URI).
+	Kind       string    `json:"kind"`
 	AOR        string    `json:"aor"`
 	User       string    `json:"user"`
 	Contact    string    `json:"contact"`     // as sent by the phone
@@ -33,6 +37,33 @@ type Peer struct {
 	UserAgent  string    `json:"user_agent"`
 	Registered time.Time `json:"registered"`
 	Updated    time.Time `json:"updated"`
+	// Status is the keepalive status as text: "OK (23 ms)", "LAGGED
+	// (1450 ms)", "UNREACHABLE", "UNKNOWN", "UNMONITORED" (CRLF pings),
+	// or "" when the flow gets no keepalives.
+	Status string `json:"status"`
+	// Keepalive is the flow's keepalive state; null when it gets none.
+	Keepalive *Keepalive `json:"keepalive"`
+}
+
+// Keepalive is what the keepalives know about a peer's flow.
+type Keepalive struct {
+	Status    string  `json:"status"` // unknown|ok|lagged|unreachable|unmonitored
+	Method    string  `json:"method"` // options|crlf
+	IntervalS int     `json:"interval_s"`
+	RTTms     float64 `json:"rtt_ms"` // last answer
+	MinRTTms  float64 `json:"min_rtt_ms"`
+	AvgRTTms  float64 `json:"avg_rtt_ms"`
+	// Misses in a row; Sent and Answered count pings.
+	Misses     int       `json:"misses"`
+	Sent       uint64    `json:"sent"`
+	Answered   uint64    `json:"answered"`
+	LastAnswer time.Time `json:"last_answer,omitzero"`
+	NextPing   time.Time `json:"next_ping"`
+	// Dialogs is the number of calls holding the flow open.
+	Dialogs int `json:"dialogs"`
+	// HistoryMS is the RTT of the most recent pings, oldest first; -1
+	// for a ping that went unanswered.
+	HistoryMS []float64 `json:"history_ms"`
 }
 
 // User is a provisioned SIP user (no secrets).

@@ -97,7 +97,7 @@ Usage:
   sipedge user del NAME
   sipedge user list [--json]
   sipedge user import FILE.csv             bulk add "name,password" lines (server stopped)
-  sipedge peer list [--json]               registrations with their observed NAT flow
+  sipedge peer list [--json]               registrations with their NAT flow and keepalive status
   sipedge call list [--json]               live calls, both media directions, alarms
   sipedge call show CALL-ID [--json]       one call in detail
   sipedge call hangup CALL-ID              end a call (BYE to both sides)
@@ -459,7 +459,7 @@ func peerList(args []string, stdout io.Writer) error {
 		return writeJSON(stdout, peers)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "AOR\tCONTACT (AS SENT)\tOBSERVED\tNAT\tEXPIRES\tUSER AGENT")
+	fmt.Fprintln(tw, "AOR\tCONTACT (AS SENT)\tOBSERVED\tNAT\tSTATUS\tEXPIRES\tUSER AGENT")
 	for _, p := range peers {
 		n := "no"
 		if p.NAT {
@@ -472,7 +472,14 @@ func peerList(args []string, stdout io.Writer) error {
 				n += ")"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%s\t%ds\t%s\n", p.AOR, p.Contact, p.Remote, p.Transport, n, p.ExpiresIn, p.UserAgent)
+		status, expires := p.Status, fmt.Sprintf("%ds", p.ExpiresIn)
+		if status == "" {
+			status = "-"
+		}
+		if p.Kind == "trunk" {
+			n, expires = "trunk", "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s/%s\t%s\t%s\t%s\t%s\n", p.AOR, p.Contact, p.Remote, p.Transport, n, status, expires, p.UserAgent)
 	}
 	return tw.Flush()
 }

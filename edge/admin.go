@@ -10,12 +10,14 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/sipedge/sipedge/admin"
 	"github.com/sipedge/sipedge/auth"
+	"github.com/sipedge/sipedge/keepalive"
 	"github.com/sipedge/sipedge/location"
 	"github.com/sipedge/sipedge/relay"
 )
@@ -129,15 +131,24 @@ func (e *Edge) Peers() []admin.Peer {
 	var out []admin.Peer
 	now := time.Now()
 	e.loc.All(func(b location.Binding) bool {
+		status, ka := keepaliveView(e.ka.State(b.Flow))
 		out = append(out, admin.Peer{
-			AOR: b.AOR, User: b.User, Contact: b.Contact, Transport: b.Flow.Transport,
+			Kind: "registration", AOR: b.AOR, User: b.User, Contact: b.Contact, Transport: b.Flow.Transport,
 			Remote: b.Flow.Remote.String(), Local: b.Flow.Local.String(), NAT: b.NAT,
 			NATReasons: append([]string{}, b.NATReasons...), Expires: b.Expires,
 			ExpiresIn: int(b.Expires.Sub(now) / time.Second), UserAgent: b.UserAgent,
-			Registered: b.Registered, Updated: b.Updated,
+			Registered: b.Registered, Updated: b.Updated, Status: status, Keepalive: ka,
 		})
 		return true
 	})
+	for _, t := range e.trunks {
+		status, ka := keepaliveView(e.ka.State(t.flow))
+		out = append(out, admin.Peer{
+			Kind: "trunk", AOR: t.name, Contact: t.to, Transport: t.flow.Transport,
+			Remote: t.flow.Remote.String(), Local: t.flow.Local.String(), NATReasons: []string{},
+			Status: status, Keepalive: ka,
+		})
+	}
 	return out
 }
 
@@ -241,6 +252,36 @@ func (e *Edge) Metrics(w io.Writer) {
 		fmt.Fprintf(w, "sipedge_relay_dropped_total{reason=%q} %d\n", d.reason, d.n)
 	}
 	fmt.Fprintf(w, "# TYPE sipedge_relay_timeouts_total counter\nsipedge_relay_timeouts_total %d\n", rt.Timeouts)
+	e.keepaliveMetrics(w)
+}
+
+// keepaliveMetrics writes the keepalive gauges, counters and the RTT
+// histogram.
+func (e *Edge) keepaliveMetrics(w io.Writer) {
+	counts := e.ka.Counts()
+	fmt.Fprintf(w, "# TYPE sipedge_keepalive_flows gauge\n")
+	for s := keepalive.Unknown; s <= keepalive.Unmonitored; s++ {
+		fmt.Fprintf(w, "sipedge_keepalive_flows{status=%q} %d\n", s.String(), counts[s])
+	}
+	for _, c := range []struct {
+		name string
+		v    uint64
+	}{{"pings", e.ka.Pings.Load()}, {"answers", e.ka.Answers.Load()}, {"missed", e.ka.Missed.Load()},
+		{"status_changes", e.ka.Changes.Load()}, {"send_errors", e.ka.SendErrors.Load()}} {
+		fmt.Fprintf(w, "# TYPE sipedge_keepalive_%s_total counter\nsipedge_keepalive_%s_total %d\n", c.name, c.name, c.v)
+	}
+	buckets, sum := e.ka.RTT().Snapshot()
+	fmt.Fprintf(w, "# TYPE sipedge_keepalive_rtt_seconds histogram\n")
+	var cum uint64
+	for i, n := range buckets {
+		cum += n
+		le := "+Inf"
+		if i < len(keepalive.RTTBuckets) {
+			le = strconv.FormatFloat(keepalive.RTTBuckets[i].Seconds(), 'g', -1, 64)
+		}
+		fmt.Fprintf(w, "sipedge_keepalive_rtt_seconds_bucket{le=%q} %d\n", le, cum)
+	}
+	fmt.Fprintf(w, "sipedge_keepalive_rtt_seconds_sum %g\nsipedge_keepalive_rtt_seconds_count %d\n", sum.Seconds(), cum)
 }
 
 // TokenFile is where the admin token lives in a data dir.

@@ -66,9 +66,13 @@ type Edge struct {
 	stack  *sipx.Stack
 	reg    *registrar.Registrar
 	proxy  *proxy.Proxy
-	pinger *keepalive.Pinger
-	relay  *relay.Relay
-	anchor *anchor.Anchor
+	ka     *keepalive.Manager
+	// keepalivePolicy is a user's keepalive policy; trunks are the
+	// routes being pinged.
+	keepalivePolicy func(user string) keepalive.Policy
+	trunks          []trunkPing
+	relay           *relay.Relay
+	anchor          *anchor.Anchor
 
 	listeners     []listener
 	domains       map[string]struct{}
@@ -201,8 +205,12 @@ func Start(cfg *config.Config, opt Options) (_ *Edge, err error) {
 	for _, f := range e.serve {
 		go f()
 	}
-	e.wg.Add(1)
+	e.wg.Add(2)
 	go e.housekeeping()
+	go func() {
+		defer e.wg.Done()
+		e.ka.Run(e.stop)
+	}()
 	return e, nil
 }
 
@@ -336,13 +344,7 @@ func (e *Edge) buildRouting() error {
 			}
 		}
 	}
-	e.pinger = keepalive.New(keepalive.Config{
-		Send: func(f sipx.Flow, b []byte) error { return e.stack.SendRaw(b, f) },
-		Build: func(f sipx.Flow) []byte {
-			host, port := e.advertise(f.Transport, f.Local)
-			return keepalive.OptionsPing(f, host, port, e.cfg.Domains[0])
-		},
-	})
+	e.startKeepalive()
 	e.reg = registrar.New(registrar.Config{
 		Store: e.loc, Logger: e.log,
 		LocalDomain: e.localDomain, CanonicalDomain: e.canonicalDomain,
@@ -353,6 +355,7 @@ func (e *Edge) buildRouting() error {
 		NATMode: e.natMode, LocalNets: e.localNets,
 		MinExpires: c.Registrar.MinExpires.Duration, MaxExpires: c.Registrar.MaxExpires.Duration,
 		DefaultExpires: c.Registrar.DefaultExpires.Duration, MaxContacts: c.Registrar.MaxContacts,
+		Bound: e.bound,
 	})
 	if err := e.startMedia(); err != nil {
 		return err
@@ -376,7 +379,7 @@ func (e *Edge) buildRouting() error {
 		},
 		Trusted: e.trusted, Routes: routes, Secret: e.secret,
 		Media: e.anchor, UserMedia: func(u string) string { return userMedia[u] },
-		DialogUp: e.pinger.DialogUp, DialogDown: e.pinger.DialogDown,
+		DialogUp: e.ka.DialogUp, DialogDown: e.ka.DialogDown,
 		InviteTimeout: c.Proxy.InviteTimeout.Duration, MaxForwards: c.Proxy.MaxForwards, UDPMaxSize: c.Proxy.UDPMaxSize,
 	})
 	return nil
@@ -428,7 +431,6 @@ func (e *Edge) housekeeping() {
 			return
 		case <-t.C:
 			e.loc.Expire()
-			e.pinger.Tick()
 			n++
 			if n%10 == 0 {
 				e.guard.Sweep()

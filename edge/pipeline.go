@@ -48,8 +48,14 @@ func (e *Edge) Request(req *sipx.Request, f sipx.Flow) {
 	e.proxy.HandleRequest(req, f, e.detectNAT(req, f).NAT)
 }
 
-// Response implements sipx.Handler.
-func (e *Edge) Response(res *sipx.Response, f sipx.Flow) { e.proxy.HandleStrayResponse(res) }
+// Response implements sipx.Handler: answers to our keepalive pings, then
+// responses the proxy forwards statelessly.
+func (e *Edge) Response(res *sipx.Response, f sipx.Flow) {
+	if e.ka.Response(res, f) {
+		return
+	}
+	e.proxy.HandleStrayResponse(res)
+}
 
 // Cancel implements sipx.Handler.
 func (e *Edge) Cancel(tx *sipx.ServerTx, _ *sipx.Request) { e.proxy.HandleCancel(tx) }

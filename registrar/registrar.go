@@ -51,6 +51,9 @@ type Config struct {
 	MinExpires, MaxExpires, DefaultExpires time.Duration
 	MaxContacts                            int
 	Now                                    func() time.Time
+	// Bound, if set, is told of each binding a REGISTER created or
+	// refreshed (keepalives start on its flow).
+	Bound func(b location.Binding)
 }
 
 // Registrar handles REGISTER requests.
@@ -114,6 +117,13 @@ func (r *Registrar) Handle(req *sipx.Request, f sipx.Flow) *sipx.Response {
 	}
 	res := sipx.NewResponse(req, 200, "OK")
 	now := r.cfg.Now()
+	if r.cfg.Bound != nil {
+		for _, b := range bindings {
+			if b.Flow == f && b.CallID == req.CallID().Value() {
+				r.cfg.Bound(b)
+			}
+		}
+	}
 	for _, b := range bindings {
 		c := &sipx.ContactHeader{Params: sipx.NewParams()}
 		if err := sipx.ParseUri(b.ContactURI, &c.Address); err != nil {

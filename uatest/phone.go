@@ -599,6 +599,12 @@ func (p *Phone) record(ev Event) {
 // receive parses and dispatches one message.
 func (p *Phone) receive(b []byte, src netip.AddrPort, transport string) {
 	p.received.Add(1)
+	if len(strings.Trim(string(b), "\r\n")) == 0 {
+		// A CRLF keepalive (RFC 5626 §3.5.1 on streams; a server's
+		// 4-byte NAT ping on UDP): recorded, not a bad message.
+		p.record(Event{In: true, At: time.Now(), Peer: src, Data: b})
+		return
+	}
 	m, err := Parse(b)
 	if err != nil {
 		p.record(Event{In: true, At: time.Now(), Peer: src, Data: b, Err: err})
