@@ -41,6 +41,8 @@ listen = "127.0.0.1:%d"
 token = "t0k"
 [auth]
 algorithms = ["MD5"]
+[keepalive]
+interval = "2s"
 [[users]]
 name = "alice"
 password = "s3cret"
@@ -65,6 +67,7 @@ password = "s3cret"
 		t.Fatal(err)
 	}
 	_ = srv.Wait()
+	drain(phone) // pings from the killed server must not count below
 
 	srv2 := startServer(t, bin, cfgPath)
 	defer func() { _ = srv2.Process.Signal(syscall.SIGTERM); _ = srv2.Wait() }()
@@ -88,6 +91,71 @@ password = "s3cret"
 	}
 	if p.Contact != "<sip:alice@10.1.2.3:5060>" {
 		t.Fatalf("contact not kept as sent: %q", p.Contact)
+	}
+
+	// The restored NATed flow is kept alive: an OPTIONS arrives from the
+	// server's SIP port; answered, the peer shows OK with its RTT.
+	answerPing(t, phone, sipPort)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		out, err := exec.Command(bin, "peer", "list", "-c", cfgPath).CombinedOutput()
+		if err != nil {
+			t.Fatalf("peer list: %v\n%s", err, out)
+		}
+		if strings.Contains(string(out), "STATUS") && regexp.MustCompile(`OK \([0-9]+ ms\)`).Match(out) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("peer list never shows the restored peer OK:\n%s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func drain(c *net.UDPConn) {
+	buf := make([]byte, 65535)
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if _, _, err := c.ReadFromUDP(buf); err != nil {
+			return
+		}
+	}
+}
+
+// answerPing waits for sipedge's keepalive OPTIONS on the phone's socket
+// and answers it with 200.
+func answerPing(t *testing.T, c *net.UDPConn, port int) {
+	t.Helper()
+	buf := make([]byte, 65535)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		n, from, err := c.ReadFromUDP(buf)
+		if err != nil {
+			t.Fatalf("no keepalive OPTIONS for the restored registration: %v", err)
+		}
+		req := string(buf[:n])
+		if !strings.HasPrefix(req, "OPTIONS ") {
+			continue
+		}
+		if from.Port != port {
+			t.Fatalf("keepalive came from port %d, not the SIP port %d the phone registered to", from.Port, port)
+		}
+		res := "SIP/2.0 200 OK\r\n"
+		for _, l := range strings.Split(req, "\r\n") {
+			for _, h := range []string{"Via:", "From:", "Call-ID:", "CSeq:"} {
+				if strings.HasPrefix(l, h) {
+					res += l + "\r\n"
+				}
+			}
+			if strings.HasPrefix(l, "To:") {
+				res += l + ";tag=phone\r\n"
+			}
+		}
+		res += "Content-Length: 0\r\n\r\n"
+		if _, err := c.WriteToUDP([]byte(res), from); err != nil {
+			t.Fatal(err)
+		}
+		return
 	}
 }
 
@@ -143,11 +211,15 @@ func register(t *testing.T, c *net.UDPConn, port int) {
 		}
 		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
 		buf := make([]byte, 65535)
-		n, _, err := c.ReadFromUDP(buf)
-		if err != nil {
-			t.Fatalf("no answer to REGISTER: %v", err)
+		for {
+			n, _, err := c.ReadFromUDP(buf)
+			if err != nil {
+				t.Fatalf("no answer to REGISTER: %v", err)
+			}
+			if !strings.HasPrefix(string(buf[:n]), "OPTIONS ") { // not a keepalive
+				return string(buf[:n])
+			}
 		}
-		return string(buf[:n])
 	}
 	res := roundTrip(msg(1, ""))
 	m := regexp.MustCompile(`WWW-Authenticate: Digest realm="([^"]+)", nonce="([^"]+)"`).FindStringSubmatch(res)
