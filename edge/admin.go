@@ -32,6 +32,7 @@ type metrics struct {
 	responses          map[string]uint64
 	authOK, authFailed atomic.Uint64
 	scannerDrops       atomic.Uint64
+	stunAnswered       atomic.Uint64 // STUN Binding requests on SIP ports
 }
 
 func (m *metrics) init() {
@@ -112,7 +113,7 @@ func (e *Edge) counters() map[string]uint64 {
 		"sip_keepalives": st.Keepalives.Load(), "sip_retransmissions": st.Retransmissions.Load(),
 		"sip_tx_timeouts": st.TxTimeouts.Load(),
 		"auth_ok":         e.metrics.authOK.Load(), "auth_failed": e.metrics.authFailed.Load(),
-		"scanner_drops":      e.metrics.scannerDrops.Load(),
+		"scanner_drops": e.metrics.scannerDrops.Load(), "sip_stun_answered": e.metrics.stunAnswered.Load(),
 		"guard_rate_limited": gs.RateLimited, "guard_banned_drops": gs.BannedDrops, "guard_bans": gs.BansIssued,
 	}
 	e.metrics.mu.Lock()

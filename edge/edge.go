@@ -189,7 +189,7 @@ func Start(cfg *config.Config, opt Options) (_ *Edge, err error) {
 	}
 	e.closers = append(e.closers, func() { _ = e.loc.Close() })
 
-	e.stack = sipx.New(sipx.Config{Logger: e.log, Allow: e.guard.Allow}, e)
+	e.stack = sipx.New(sipx.Config{Logger: e.log, Allow: e.guard.Allow, STUN: e.answerSTUN}, e)
 	e.closers = append(e.closers, func() { _ = e.stack.Close() })
 
 	if err := e.bind(opt.UDPReaders); err != nil {

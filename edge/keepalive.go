@@ -13,6 +13,7 @@ import (
 	"github.com/sipedge/sipedge/keepalive"
 	"github.com/sipedge/sipedge/location"
 	"github.com/sipedge/sipedge/sipx"
+	"github.com/sipedge/sipedge/stun"
 )
 
 // startKeepalive builds the keepalive manager: every NATed flow (every
@@ -64,6 +65,20 @@ func (e *Edge) startKeepalive() {
 		return true
 	})
 	e.pinTrunks()
+}
+
+// stunOptions is how sipedge answers STUN on its SIP ports.
+var stunOptions = &stun.ResponderOptions{Software: "sipedge"}
+
+// answerSTUN answers a STUN Binding request that arrived on a SIP UDP
+// socket (a phone's RFC 5626 §8 keepalive, or a STUN-only phone finding
+// its public address) from the same socket. Anything else is dropped.
+func (e *Edge) answerSTUN(b []byte, f sipx.Flow, reply func([]byte)) {
+	var buf [256]byte
+	if out, ok := stun.Respond(buf[:0], b, f.Remote, stunOptions); ok {
+		e.metrics.stunAnswered.Add(1)
+		reply(out)
+	}
 }
 
 // keepAlive reports whether a binding's flow gets keepalives.

@@ -1,15 +1,19 @@
 package edge_test
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sipedge/sipedge/admin"
 	"github.com/sipedge/sipedge/edge/edgetest"
+	"github.com/sipedge/sipedge/stun"
 	"github.com/sipedge/sipedge/uatest"
 )
 
@@ -274,4 +278,42 @@ func grepLines(s, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// Phones' STUN keepalives (RFC 5626 §8) on the SIP UDP port are answered
+// from that port with the address they came from.
+func TestKeepaliveSTUNOnSIPPort(t *testing.T) {
+	t.Parallel()
+	srv := edgetest.Start(t, edgetest.Base)
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	res, err := stun.Binding(ctx, c, srv.UDP)
+	if err != nil {
+		t.Fatalf("STUN Binding to the SIP port: %v", err)
+	}
+	if res.XORMapped != c.LocalAddr().(*net.UDPAddr).AddrPort() || res.From != srv.UDP || res.Software != "sipedge" {
+		t.Fatalf("STUN answer %+v; want our address %v from %v", res, c.LocalAddr(), srv.UDP)
+	}
+	// A Binding indication (a keepalive with no answer) and junk get none.
+	var ind stun.Builder
+	ind.Reset(nil, stun.MethodBinding, stun.ClassIndication, stun.NewTransactionID())
+	overrun := append([]byte{0, 1, 0, 8, 0x21, 0x12, 0xa4, 0x42}, make([]byte, 16)...) // length 8, 4 bytes follow
+	for _, b := range [][]byte{ind.Bytes(), overrun} {
+		if _, err := c.WriteToUDPAddrPort(b, srv.UDP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	buf := make([]byte, 1500)
+	if n, _, err := c.ReadFromUDPAddrPort(buf); err == nil {
+		t.Fatalf("answer to an indication or junk: % x", buf[:n])
+	}
+	if m := metricsText(t, srv); !strings.Contains(m, "sipedge_sip_stun_answered_total 1\n") {
+		t.Errorf("/metrics: %s", grepLines(m, "stun"))
+	}
 }
