@@ -81,6 +81,7 @@ type clientConfig struct {
 	anySource     bool
 	software      string
 	noFingerprint bool
+	responsePort  uint16
 }
 
 // WithChangeRequest adds CHANGE-REQUEST to the request (RFC 5780 §7.2).
@@ -114,6 +115,16 @@ func WithRetransmission(rto time.Duration, rc, rm int) ClientOption {
 			c.rm = rm
 		}
 	}
+}
+
+// WithResponsePort adds RESPONSE-PORT (RFC 5780 §7.5): the server sends
+// its answer to this port at the request's source IP instead of to the
+// request's source port. The answer therefore arrives on another socket
+// (the one whose NAT binding has that public port — how binding lifetime
+// is measured, RFC 5780 §4.6), so use a Transaction and hand that socket's
+// packets to Handle. A server that does not support it answers 420.
+func WithResponsePort(port uint16) ClientOption {
+	return func(c *clientConfig) { c.responsePort = port }
 }
 
 // WithSoftware adds SOFTWARE to the request.
@@ -160,6 +171,9 @@ func NewTransaction(server netip.AddrPort, opts ...ClientOption) *Transaction {
 	b.Reset(make([]byte, 0, 64), MethodBinding, ClassRequest, t.tid)
 	if t.cfg.change {
 		b.AddChangeRequest(t.cfg.changeIP, t.cfg.changePort)
+	}
+	if t.cfg.responsePort != 0 {
+		b.AddRaw(AttrResponsePort, []byte{byte(t.cfg.responsePort >> 8), byte(t.cfg.responsePort), 0, 0})
 	}
 	if t.cfg.software != "" {
 		b.AddSoftware(t.cfg.software)
