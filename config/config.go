@@ -43,6 +43,8 @@ type Config struct {
 	// Keepalive controls the pings that hold NAT bindings open and
 	// measure each peer's round-trip time ("qualify").
 	Keepalive Keepalive `toml:"keepalive"`
+	// STUN controls the stand-alone STUN server.
+	STUN STUN `toml:"stun"`
 	// Users are users defined in the config file, in addition to those in
 	// the embedded user store (`sipedge user add`). A config user wins over a
 	// stored user of the same name.
@@ -192,6 +194,31 @@ type Keepalive struct {
 	// All pings every registered flow, not only NATed ones (to see every
 	// phone's status and RTT). Default false.
 	All bool `toml:"all"`
+}
+
+// STUN controls the stand-alone STUN server (RFC 8489 Binding over UDP
+// and TCP, with RFC 5780 NAT behaviour discovery when a second IP address
+// is given). The SIP UDP ports answer STUN Binding requests whatever this
+// says (RFC 5626 keepalives).
+type STUN struct {
+	// Listen lists the ip:port addresses to serve, each over UDP and TCP;
+	// an empty list turns the server off. Default ["0.0.0.0:3478"].
+	Listen []string `toml:"listen"`
+	// AlternateAddress is a second IP address of this host: setting it
+	// turns on RFC 5780 mode, which needs exactly one listen address with
+	// a concrete IP (the primary). Default "": plain mode.
+	AlternateAddress string `toml:"alternate_address"`
+	// AlternatePort is the second port of RFC 5780 mode. Default 0: the
+	// primary port + 1.
+	AlternatePort int `toml:"alternate_port"`
+	// RateLimit is the sustained number of requests per second accepted
+	// from one source (IPv4 address or IPv6 /64); 0 disables. Default 20.
+	RateLimit float64 `toml:"rate_limit"`
+	// RateBurst is the bucket size. Default 40.
+	RateBurst int `toml:"rate_burst"`
+	// Software sends SOFTWARE "sipedge" in responses (when it fits under
+	// the amplification bound). Default true.
+	Software bool `toml:"software"`
 }
 
 // Media controls the embedded RTP/RTCP relay that anchors calls' audio

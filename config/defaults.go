@@ -111,6 +111,12 @@ func Default() *Config {
 			Lagged:   Duration{time.Second},
 			Misses:   3,
 		},
+		STUN: STUN{
+			Listen:    []string{"0.0.0.0:3478"},
+			RateLimit: 20,
+			RateBurst: 40,
+			Software:  true,
+		},
 		Media: Media{
 			Mode:        MediaNAT,
 			Ports:       "30000-39999",
@@ -194,6 +200,23 @@ func (c *Config) Realm() string {
 		return c.Domains[0]
 	}
 	return ""
+}
+
+// STUNAlternatePort returns the second port of the STUN server's RFC
+// 5780 mode: stun.alternate_port, or the primary (first listen) port + 1
+// when that is 0. It is 0 when there is no usable primary port.
+func (c *Config) STUNAlternatePort() int {
+	if c.STUN.AlternatePort != 0 {
+		return c.STUN.AlternatePort
+	}
+	if len(c.STUN.Listen) == 0 {
+		return 0
+	}
+	ap, err := parseAddrPort(c.STUN.Listen[0])
+	if err != nil || ap.Port() == 0 || ap.Port() == 65535 {
+		return 0
+	}
+	return int(ap.Port()) + 1
 }
 
 // AdminDisabled reports whether the admin API is turned off

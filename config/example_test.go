@@ -58,6 +58,8 @@ func TestExample(t *testing.T) {
 			Keepalive: Duration{time.Minute},
 		}}},
 		{"keepalive", c.Keepalive, Default().Keepalive},
+		{"stun", c.STUN, Default().STUN},
+		{"STUNAlternatePort", c.STUNAlternatePort(), 3479},
 		{"UserKeepalive(users[0])", c.UserKeepalive(c.Users[0]), 25 * time.Second},
 		{"UserKeepalive(users[1])", c.UserKeepalive(c.Users[1]), 20 * time.Second},
 		{"media", c.Media, func() Media { m := Default().Media; m.Address, m.Advertise = "0.0.0.0", "203.0.113.10"; return m }()},

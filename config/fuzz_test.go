@@ -24,6 +24,8 @@ func FuzzParse(f *testing.F) {
 		lines(`a = """`, `b = 1`, `"""`, `[a.b]`, `[[a.c]]`),
 		lines(`log = {level = "debug", format = {x = 1}}`),
 		lines(`"listen" = 1`, `'routes' = [1, [2], {}]`),
+		lines(`[stun]`, `listen = ["127.0.0.1:3478", "[::]:5060", "x"]`, `alternate_address = "::1"`, `alternate_port = -1`, `rate_limit = inf`),
+		lines(`[stun]`, `listen = ["10.0.0.1:65535"]`, `alternate_address = "10.0.0.2"`, `software = "yes"`),
 	} {
 		f.Add([]byte(s))
 	}

@@ -17,6 +17,7 @@ func (c *Config) Clone() *Config {
 	n.Security.Trusted = slices.Clone(c.Security.Trusted)
 	n.Users = slices.Clone(c.Users)
 	n.Routes = slices.Clone(c.Routes)
+	n.STUN.Listen = slices.Clone(c.STUN.Listen)
 	return &n
 }
 

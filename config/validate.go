@@ -76,6 +76,7 @@ func (c *Config) check() *checker {
 	ck.admin()
 	ck.media()
 	ck.keepalive()
+	ck.stun()
 	ck.users()
 	ck.routes()
 	return ck
@@ -356,6 +357,188 @@ func (ck *checker) admin() {
 	if !ap.Addr().IsLoopback() {
 		ck.warnf("admin.listen", "the admin API listens on %s, not on a loopback address; make sure a firewall protects it", ap)
 	}
+}
+
+// stun checks the stand-alone STUN server: its addresses, none of which
+// may be bound by a SIP listener or the admin API, RFC 5780 mode, and
+// the rate limit.
+func (ck *checker) stun() {
+	c := ck.c
+	s := c.STUN
+	const (
+		kListen = "stun.listen"
+		kAlt    = "stun.alternate_address"
+		kPort   = "stun.alternate_port"
+		kRate   = "stun.rate_limit"
+		kBurst  = "stun.rate_burst"
+	)
+	switch {
+	case !isFinite(s.RateLimit) || s.RateLimit < 0:
+		ck.errorf(kRate, "must be a non-negative number (0 disables), not %v", s.RateLimit)
+	case s.RateLimit > 0 && s.RateBurst < 1:
+		ck.errorf(ck.pick(kBurst, kRate), "rate_burst must be at least 1 when rate_limit is set, not %d", s.RateBurst)
+	case s.RateLimit == 0 && len(s.Listen) > 0:
+		ck.warnf(kRate, "0 disables the per-source limit: a STUN server on a public address can then be used to reflect floods at spoofed addresses")
+	}
+	if s.RateBurst < 0 {
+		ck.errorf(kBurst, "must not be negative, not %d", s.RateBurst)
+	}
+
+	rfc5780 := s.AlternateAddress != ""
+	addrs := make([]netip.AddrPort, len(s.Listen)) // invalid where unparsable
+	for i, l := range s.Listen {
+		key := indexKey(kListen, i)
+		ap, err := parseAddrPort(l)
+		if err != nil {
+			ck.errorf(key, "%v", err)
+			continue
+		}
+		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		addrs[i] = ap
+		if ap.Port() == 0 {
+			if !rfc5780 {
+				ck.warnf(key, "port 0: the kernel picks a free port at each start, which clients cannot be configured with (fine in tests)")
+			}
+			continue
+		}
+		dup := false
+		for j := range i {
+			if addrs[j].IsValid() && overlaps(addrs[j], ap) {
+				ck.errorf(key, "%s overlaps stun.listen[%d] (%s): both cannot be bound", ap, j, addrs[j])
+				dup = true
+				break
+			}
+		}
+		if !dup {
+			ck.stunConflict(key, ap, false)
+		}
+		ck.stunMediaPort(key, ap.Port())
+	}
+
+	if !rfc5780 {
+		if s.AlternatePort != 0 {
+			ck.warnf(kPort, "ignored: it is the second port of RFC 5780 mode, which stun.alternate_address turns on")
+		}
+		return
+	}
+	alt, err := netip.ParseAddr(s.AlternateAddress)
+	switch {
+	case err != nil || alt.Zone() != "":
+		ck.errorf(kAlt, "%q is not an IP address", s.AlternateAddress)
+		alt = netip.Addr{}
+	case alt.IsUnspecified():
+		ck.errorf(kAlt, "must be a second IP address of this host, not the wildcard %s", alt)
+		alt = netip.Addr{}
+	}
+	alt = alt.Unmap()
+	if s.AlternatePort < 0 || s.AlternatePort > 65535 {
+		ck.errorf(kPort, "must be between 1 and 65535 (0: the primary port + 1), not %d", s.AlternatePort)
+	}
+	switch len(s.Listen) {
+	case 0:
+		ck.warnf(kAlt, "ignored: stun.listen is empty, so the STUN server is off")
+		return
+	case 1:
+	default:
+		ck.errorf(ck.pick(kListen, kAlt), "RFC 5780 mode (stun.alternate_address is set) takes exactly one address, the primary, not %d", len(s.Listen))
+		return
+	}
+	primary := addrs[0]
+	if !primary.IsValid() {
+		return
+	}
+	key0 := indexKey(kListen, 0)
+	if primary.Addr().IsUnspecified() {
+		ck.errorf(key0, "RFC 5780 mode (stun.alternate_address is set) needs a concrete IP address, not %s: "+
+			"the server must know its own addresses to send RESPONSE-ORIGIN and OTHER-ADDRESS and to answer from the other one when a client asks (CHANGE-REQUEST)", primary.Addr())
+		return
+	}
+	if primary.Port() == 0 {
+		ck.errorf(key0, "RFC 5780 mode (stun.alternate_address is set) needs a fixed port, not 0")
+		return
+	}
+	if !alt.IsValid() {
+		return
+	}
+	switch {
+	case alt.Is4() != primary.Addr().Is4():
+		ck.errorf(kAlt, "%s and the primary address %s (stun.listen[0]) must both be IPv4 or both IPv6", alt, primary.Addr())
+		return
+	case alt == primary.Addr():
+		ck.errorf(kAlt, "%s is the primary address (stun.listen[0]); RFC 5780 mode needs a second IP address of this host", alt)
+		return
+	}
+	altPort := c.STUNAlternatePort()
+	switch {
+	case s.AlternatePort == 0 && altPort == 0:
+		ck.errorf(ck.pick(kPort, key0), "primary port 65535 leaves no room for the default alternate port (primary + 1); set stun.alternate_port")
+		return
+	case altPort == int(primary.Port()):
+		ck.errorf(kPort, "%d is the primary port; RFC 5780 mode needs a second port", altPort)
+		return
+	case altPort < 1 || altPort > 65535:
+		return // reported above
+	}
+	// The three other addresses of the four RFC 5780 sockets.
+	p2 := uint16(altPort)
+	kp := ck.pick(kPort, kAlt)
+	ck.stunConflict(kp, netip.AddrPortFrom(primary.Addr(), p2), true)
+	ck.stunConflict(kAlt, netip.AddrPortFrom(alt, primary.Port()), true)
+	ck.stunConflict(kAlt, netip.AddrPortFrom(alt, p2), true)
+	ck.stunMediaPort(kp, p2)
+}
+
+// stunConflict reports a STUN server address that a SIP listener or the
+// admin API binds too. derived is true for the RFC 5780 addresses made of
+// the alternate IP or port, which stun.listen does not name.
+func (ck *checker) stunConflict(key string, ap netip.AddrPort, derived bool) {
+	c := ck.c
+	what, fix := "", "give the STUN server a port of its own (3478 is the standard one)"
+	if derived {
+		what = " (one of the four RFC 5780 addresses)"
+		fix = "choose a stun.listen port and a stun.alternate_port that the SIP listeners do not use"
+	}
+	for j, l := range c.Listen {
+		sip, err := parseAddrPort(l.Address)
+		if err != nil || !overlaps(sip, ap) {
+			continue
+		}
+		switch l.Transport {
+		case TransportUDP:
+			if !derived {
+				fix = "remove it from stun.listen, or " + fix
+			}
+			ck.errorf(key, "%s%s is also SIP listener listen[%d] (udp %s), which answers STUN Binding requests already: %s", ap, what, j, l.Address, fix)
+			return
+		case TransportTCP:
+			ck.errorf(key, "%s%s is also SIP listener listen[%d] (tcp %s); the STUN server listens on TCP as well: %s", ap, what, j, l.Address, fix)
+			return
+		}
+	}
+	if !c.AdminDisabled() {
+		if adm, err := parseAddrPort(c.Admin.Listen); err == nil && overlaps(adm, ap) {
+			ck.errorf(key, "%s%s is also the admin API's address (admin.listen %s); the STUN server listens on TCP as well", ap, what, c.Admin.Listen)
+		}
+	}
+}
+
+// stunMediaPort warns when a STUN server port lies in the media range.
+func (ck *checker) stunMediaPort(key string, port uint16) {
+	m := ck.c.Media
+	if lo, hi, err := m.PortRange(); err == nil && int(port) >= lo && int(port) <= hi {
+		ck.warnf(key, "port %d lies in media.ports (%s): the relay cannot use it while the STUN server holds it", port, m.Ports)
+	}
+}
+
+// overlaps reports whether binding a and b (same transport) would clash:
+// the same port on the same IP, or on any IP when either is a wildcard
+// (Go binds 0.0.0.0 and [::] dual-stack). Port 0 never clashes.
+func overlaps(a, b netip.AddrPort) bool {
+	if a.Port() == 0 || a.Port() != b.Port() {
+		return false
+	}
+	x, y := a.Addr().Unmap(), b.Addr().Unmap()
+	return x == y || x.IsUnspecified() || y.IsUnspecified()
 }
 
 var (

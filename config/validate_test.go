@@ -190,6 +190,69 @@ func TestValidate(t *testing.T) {
 		{"keepalive off", lines(`[keepalive]`, `interval = "0s"`, `[[users]]`, `name = "a"`, `password = "p"`, `keepalive = "0s"`), nil},
 		{"keepalive good", lines(`[keepalive]`, `interval = "15s"`, `method = "crlf"`, `timeout = "2s"`, `lagged = "300ms"`, `misses = 5`, `remove_unreachable = true`, `all = true`), nil},
 
+		// stun
+		{"stun off", lines(`[stun]`, `listen = []`), nil},
+		{"stun good", lines(`[stun]`, `listen = ["0.0.0.0:3478", "[2001:db8::1]:3479"]`, `rate_limit = 5.5`, `rate_burst = 1`, `software = false`), nil},
+		{"stun listen not ip:port", lines(`[stun]`, `listen = ["stun.example.com:3478"]`),
+			[]string{`t.toml:2: stun.listen[0]: "stun.example.com:3478" is not ip:port (e.g. "0.0.0.0:5060" or "[::]:5060")`}},
+		{"stun listen overlap", lines(`[stun]`, `listen = ["127.0.0.1:3478", "0.0.0.0:3478"]`),
+			[]string{`t.toml:2: stun.listen[1]: 0.0.0.0:3478 overlaps stun.listen[0] (127.0.0.1:3478): both cannot be bound`}},
+		{"stun on the SIP UDP port", lines(`[stun]`, `listen = ["203.0.113.10:5060"]`),
+			[]string{`t.toml:2: stun.listen[0]: 203.0.113.10:5060 is also SIP listener listen[0] (udp 0.0.0.0:5060), which answers STUN Binding requests already: ` +
+				`remove it from stun.listen, or give the STUN server a port of its own (3478 is the standard one)`}},
+		{"stun on a SIP TCP port", lines(`[[listen]]`, `transport = "tcp"`, `address = "127.0.0.1:5061"`, `[stun]`, `listen = ["0.0.0.0:5061"]`),
+			[]string{`t.toml:5: stun.listen[0]: 0.0.0.0:5061 is also SIP listener listen[0] (tcp 127.0.0.1:5061); the STUN server listens on TCP as well: give the STUN server a port of its own (3478 is the standard one)`}},
+		{"stun on another IP of the SIP port", lines(`[[listen]]`, `transport = "udp"`, `address = "10.0.0.1:5060"`, `[stun]`, `listen = ["10.0.0.2:5060"]`), nil},
+		{"stun on the admin port", lines(`[stun]`, `listen = ["127.0.0.1:5080"]`),
+			[]string{`t.toml:2: stun.listen[0]: 127.0.0.1:5080 is also the admin API's address (admin.listen 127.0.0.1:5080); the STUN server listens on TCP as well`}},
+		{"stun rate_limit negative", lines(`[stun]`, `rate_limit = -2`),
+			[]string{`t.toml:2: stun.rate_limit: must be a non-negative number (0 disables), not -2`}},
+		{"stun rate_burst zero", lines(`[stun]`, `rate_burst = 0`),
+			[]string{`t.toml:2: stun.rate_burst: rate_burst must be at least 1 when rate_limit is set, not 0`}},
+		{"stun rate_burst negative", lines(`[stun]`, `rate_limit = 0`, `rate_burst = -1`),
+			[]string{`t.toml:3: stun.rate_burst: must not be negative, not -1`}},
+		{"rfc5780 good", lines(`[stun]`, `listen = ["203.0.113.10:3478"]`, `alternate_address = "203.0.113.11"`), nil},
+		{"rfc5780 good, IPv6, own port", lines(`[stun]`, `listen = ["[2001:db8::1]:3478"]`, `alternate_address = "2001:db8::2"`, `alternate_port = 3480`), nil},
+		{"rfc5780 wildcard", lines(`[stun]`, `listen = ["0.0.0.0:3478"]`, `alternate_address = "203.0.113.11"`),
+			[]string{`t.toml:2: stun.listen[0]: RFC 5780 mode (stun.alternate_address is set) needs a concrete IP address, not 0.0.0.0: ` +
+				`the server must know its own addresses to send RESPONSE-ORIGIN and OTHER-ADDRESS and to answer from the other one when a client asks (CHANGE-REQUEST)`}},
+		{"rfc5780 default listen is a wildcard", lines(`[stun]`, `alternate_address = "203.0.113.11"`),
+			[]string{`t.toml:1: stun.listen[0]: RFC 5780 mode (stun.alternate_address is set) needs a concrete IP address, not 0.0.0.0: ` +
+				`the server must know its own addresses to send RESPONSE-ORIGIN and OTHER-ADDRESS and to answer from the other one when a client asks (CHANGE-REQUEST)`}},
+		{"rfc5780 two addresses", lines(`[stun]`, `listen = ["203.0.113.10:3478", "203.0.113.10:3480"]`, `alternate_address = "203.0.113.11"`),
+			[]string{`t.toml:2: stun.listen: RFC 5780 mode (stun.alternate_address is set) takes exactly one address, the primary, not 2`}},
+		{"rfc5780 port 0", lines(`[stun]`, `listen = ["203.0.113.10:0"]`, `alternate_address = "203.0.113.11"`),
+			[]string{`t.toml:2: stun.listen[0]: RFC 5780 mode (stun.alternate_address is set) needs a fixed port, not 0`}},
+		{"rfc5780 not an IP", lines(`[stun]`, `listen = ["203.0.113.10:3478"]`, `alternate_address = "stun2.example.com"`),
+			[]string{`t.toml:3: stun.alternate_address: "stun2.example.com" is not an IP address`}},
+		{"rfc5780 alternate wildcard", lines(`[stun]`, `listen = ["203.0.113.10:3478"]`, `alternate_address = "0.0.0.0"`),
+			[]string{`t.toml:3: stun.alternate_address: must be a second IP address of this host, not the wildcard 0.0.0.0`}},
+		{"rfc5780 families", lines(`[stun]`, `listen = ["203.0.113.10:3478"]`, `alternate_address = "2001:db8::2"`),
+			[]string{`t.toml:3: stun.alternate_address: 2001:db8::2 and the primary address 203.0.113.10 (stun.listen[0]) must both be IPv4 or both IPv6`}},
+		{"rfc5780 same IP", lines(`[stun]`, `listen = ["203.0.113.10:3478"]`, `alternate_address = "203.0.113.10"`),
+			[]string{`t.toml:3: stun.alternate_address: 203.0.113.10 is the primary address (stun.listen[0]); RFC 5780 mode needs a second IP address of this host`}},
+		{"rfc5780 same port", lines(`[stun]`, `listen = ["203.0.113.10:3478"]`, `alternate_address = "203.0.113.11"`, `alternate_port = 3478`),
+			[]string{`t.toml:4: stun.alternate_port: 3478 is the primary port; RFC 5780 mode needs a second port`}},
+		{"rfc5780 port out of range", lines(`[stun]`, `listen = ["203.0.113.10:3478"]`, `alternate_address = "203.0.113.11"`, `alternate_port = 70000`),
+			[]string{`t.toml:4: stun.alternate_port: must be between 1 and 65535 (0: the primary port + 1), not 70000`}},
+		{"rfc5780 no room for primary + 1", lines(`[stun]`, `listen = ["203.0.113.10:65535"]`, `alternate_address = "203.0.113.11"`),
+			[]string{`t.toml:2: stun.listen[0]: primary port 65535 leaves no room for the default alternate port (primary + 1); set stun.alternate_port`}},
+		{"rfc5780 alternate port is SIP", lines(`[stun]`, `listen = ["203.0.113.10:5059"]`, `alternate_address = "203.0.113.11"`),
+			[]string{
+				`t.toml:3: stun.alternate_address: 203.0.113.10:5060 (one of the four RFC 5780 addresses) is also SIP listener listen[0] (udp 0.0.0.0:5060), ` +
+					`which answers STUN Binding requests already: choose a stun.listen port and a stun.alternate_port that the SIP listeners do not use`,
+				`t.toml:3: stun.alternate_address: 203.0.113.11:5060 (one of the four RFC 5780 addresses) is also SIP listener listen[0] (udp 0.0.0.0:5060), ` +
+					`which answers STUN Binding requests already: choose a stun.listen port and a stun.alternate_port that the SIP listeners do not use`,
+			}},
+		{"rfc5780 alternate port is SIP TCP", lines(`[[listen]]`, `transport = "tcp"`, `address = "203.0.113.10:3479"`,
+			`[stun]`, `listen = ["203.0.113.10:3478"]`, `alternate_address = "203.0.113.11"`),
+			[]string{`t.toml:6: stun.alternate_address: 203.0.113.10:3479 (one of the four RFC 5780 addresses) is also SIP listener listen[0] (tcp 203.0.113.10:3479); ` +
+				`the STUN server listens on TCP as well: choose a stun.listen port and a stun.alternate_port that the SIP listeners do not use`}},
+		{"rfc5780 alternate IP on a SIP port", lines(`[[listen]]`, `transport = "udp"`, `address = "203.0.113.11:3478"`,
+			`[stun]`, `listen = ["203.0.113.10:3478"]`, `alternate_address = "203.0.113.11"`),
+			[]string{`t.toml:6: stun.alternate_address: 203.0.113.11:3478 (one of the four RFC 5780 addresses) is also SIP listener listen[0] (udp 203.0.113.11:3478), ` +
+				`which answers STUN Binding requests already: choose a stun.listen port and a stun.alternate_port that the SIP listeners do not use`}},
+
 		// admin
 		{"admin host name", lines(`[admin]`, `listen = "localhost:5080"`),
 			[]string{`t.toml:2: admin.listen: must be "off" or ip:port: "localhost:5080" is not ip:port (e.g. "0.0.0.0:5060" or "[::]:5060")`}},
@@ -351,6 +414,23 @@ func TestWarnings(t *testing.T) {
 			[]string{`t.toml:2: keepalive.interval: 5m0s is longer than many NATs keep an idle UDP binding (30 s to 2 min): incoming calls may be lost`}},
 		{"keepalive lagged above timeout", lines(`[keepalive]`, `lagged = "10s"`),
 			[]string{`t.toml:2: keepalive.lagged: 10s is longer than keepalive.timeout (5s): no answer can be LAGGED`}},
+		{"stun on port 0, as in tests", lines(`[stun]`, `listen = ["127.0.0.1:0", "127.0.0.1:0"]`),
+			[]string{
+				`t.toml:2: stun.listen[0]: port 0: the kernel picks a free port at each start, which clients cannot be configured with (fine in tests)`,
+				`t.toml:2: stun.listen[1]: port 0: the kernel picks a free port at each start, which clients cannot be configured with (fine in tests)`,
+			}},
+		{"stun without rate limit", lines(`[stun]`, `rate_limit = 0`),
+			[]string{`t.toml:2: stun.rate_limit: 0 disables the per-source limit: a STUN server on a public address can then be used to reflect floods at spoofed addresses`}},
+		{"stun off without rate limit", lines(`[stun]`, `listen = []`, `rate_limit = 0`), nil},
+		{"stun alternate_port without alternate_address", lines(`[stun]`, `alternate_port = 3479`),
+			[]string{`t.toml:2: stun.alternate_port: ignored: it is the second port of RFC 5780 mode, which stun.alternate_address turns on`}},
+		{"stun alternate_address while off", lines(`[stun]`, `listen = []`, `alternate_address = "203.0.113.11"`),
+			[]string{`t.toml:3: stun.alternate_address: ignored: stun.listen is empty, so the STUN server is off`}},
+		{"stun port in the media range", lines(`[stun]`, `listen = ["203.0.113.10:30000"]`, `alternate_address = "203.0.113.11"`),
+			[]string{
+				`t.toml:2: stun.listen[0]: port 30000 lies in media.ports (30000-39999): the relay cannot use it while the STUN server holds it`,
+				`t.toml:3: stun.alternate_address: port 30001 lies in media.ports (30000-39999): the relay cannot use it while the STUN server holds it`,
+			}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

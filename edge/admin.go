@@ -98,7 +98,7 @@ func (e *Edge) Status() admin.Status {
 	doms = append(doms, e.cfg.Domains...)
 	return admin.Status{
 		Version: Version, Started: e.started, Uptime: int64(time.Since(e.started) / time.Second),
-		Listeners: e.Listeners(), Domains: doms, AORs: aors, Registrations: regs, NATed: nated,
+		Listeners: append(e.Listeners(), e.STUNListeners()...), Domains: doms, AORs: aors, Registrations: regs, NATed: nated,
 		Transactions: map[string]int{"server": sv, "client": cl},
 		Counters:     e.counters(), HeapBytes: ms.HeapAlloc,
 	}
@@ -116,6 +116,7 @@ func (e *Edge) counters() map[string]uint64 {
 		"scanner_drops": e.metrics.scannerDrops.Load(), "sip_stun_answered": e.metrics.stunAnswered.Load(),
 		"guard_rate_limited": gs.RateLimited, "guard_banned_drops": gs.BannedDrops, "guard_bans": gs.BansIssued,
 	}
+	stunCounters(c, e.stunStats())
 	e.metrics.mu.Lock()
 	for k, v := range e.metrics.requests {
 		c["requests_"+k] = v
@@ -254,6 +255,7 @@ func (e *Edge) Metrics(w io.Writer) {
 	}
 	fmt.Fprintf(w, "# TYPE sipedge_relay_timeouts_total counter\nsipedge_relay_timeouts_total %d\n", rt.Timeouts)
 	e.keepaliveMetrics(w)
+	stunMetrics(w, e.stunStats())
 }
 
 // keepaliveMetrics writes the keepalive gauges, counters and the RTT

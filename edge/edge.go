@@ -34,6 +34,7 @@ import (
 	"github.com/sipedge/sipedge/registrar"
 	"github.com/sipedge/sipedge/relay"
 	"github.com/sipedge/sipedge/sipx"
+	"github.com/sipedge/sipedge/stun"
 )
 
 // listener is one configured SIP listener once bound.
@@ -73,6 +74,7 @@ type Edge struct {
 	trunks          []trunkPing
 	relay           *relay.Relay
 	anchor          *anchor.Anchor
+	stun            *stun.Server // nil when stun.listen is empty
 
 	listeners     []listener
 	domains       map[string]struct{}
@@ -193,6 +195,9 @@ func Start(cfg *config.Config, opt Options) (_ *Edge, err error) {
 	e.closers = append(e.closers, func() { _ = e.stack.Close() })
 
 	if err := e.bind(opt.UDPReaders); err != nil {
+		return nil, err
+	}
+	if err := e.startSTUN(); err != nil {
 		return nil, err
 	}
 	if err := e.buildRouting(); err != nil {
@@ -440,7 +445,8 @@ func (e *Edge) housekeeping() {
 	}
 }
 
-// Listeners returns "transport address" for each bound listener.
+// Listeners returns "transport address" for each bound SIP listener (see
+// STUNListeners for the STUN server's).
 func (e *Edge) Listeners() []string {
 	var out []string
 	for _, l := range e.listeners {

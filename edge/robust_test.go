@@ -30,8 +30,10 @@ func junkUDP(srv *edgetest.Server) [][]byte {
 		{},
 		{0},
 		random,
-		append([]byte{0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42}, random[:12]...), // STUN binding request
-		[]byte("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"),                         // a TLS ClientHello
+		// A STUN Binding indication: the SIP port answers requests (the
+		// phone here could not parse the answer), indications get nothing.
+		append([]byte{0x00, 0x11, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42}, random[:12]...),
+		[]byte("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"), // a TLS ClientHello
 		[]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
 		[]byte("INVITE sip:bob@test.example SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4"), // truncated
 		[]byte(hdr("Content-Length: 5000\r\n\r\nv=0\r\n")),                        // body shorter than announced

@@ -58,11 +58,18 @@ func TestRespondAllocs(t *testing.T) {
 	bad := request(t, true, func(bl *Builder) { bl.AddRaw(0x0777, nil) })
 	o := &ResponderOptions{Software: "sipedge", OtherAddress: netip.MustParseAddrPort("[2001:db8::1]:3479")}
 	garbage := []byte("garbage that is not STUN")
+	o5780 := &ResponderOptions{Software: "sipedge", ResponsePort: true,
+		ResponseOrigin: netip.MustParseAddrPort("[2001:db8::1]:3478"), OtherAddress: netip.MustParseAddrPort("[2001:db8::2]:3479")}
+	change := request(t, true, func(bl *Builder) {
+		bl.AddChangeRequest(true, true)
+		bl.AddRaw(AttrResponsePort, []byte{0x13, 0x88, 0, 0})
+	})
 	buf := make([]byte, 0, 1500)
 	if n := testing.AllocsPerRun(100, func() {
 		Respond(buf[:0], req, src, o)
 		Respond(buf[:0], bad, src, o)
 		Respond(buf[:0], garbage, src, o)
+		RespondTo(buf[:0], change, src, o5780)
 	}); n != 0 {
 		t.Errorf("Respond allocates %v times", n)
 	}

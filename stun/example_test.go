@@ -1,8 +1,11 @@
 package stun_test
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"net/netip"
+	"time"
 
 	"github.com/sipedge/sipedge/stun"
 )
@@ -32,4 +35,40 @@ func ExampleRespond() {
 		fmt.Println(m.Class, mapped, m.Software(), stun.CheckFingerprint(resp) == nil)
 	})
 	// Output: success response 198.51.100.7:40512 sipedge true
+}
+
+// A stand-alone STUN server on a loopback port chosen by the kernel,
+// queried over UDP and over TCP.
+func ExampleNewServer() {
+	srv, err := stun.NewServer(stun.ServerConfig{
+		Listen:    []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")},
+		Software:  "sipedge",
+		RateLimit: 20, RateBurst: 40,
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer srv.Close()
+	addr := srv.Listeners()[0].Addr // UDP and TCP share the port
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	res, err := stun.Binding(ctx, c, addr)
+	fmt.Println(err, res.Mapped == c.LocalAddr().(*net.UDPAddr).AddrPort(), res.ResponseOrigin == addr, res.Software)
+
+	tc, err := net.Dial("tcp", addr.String())
+	if err != nil {
+		panic(err)
+	}
+	defer tc.Close()
+	res, err = stun.Binding(ctx, stun.StreamConn(tc), addr, stun.WithRetransmission(0, 1, 0))
+	fmt.Println(err, res.Mapped.String() == tc.LocalAddr().String())
+	// Output:
+	// <nil> true true sipedge
+	// <nil> true
 }

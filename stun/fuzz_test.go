@@ -2,6 +2,8 @@ package stun
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"net/netip"
 	"testing"
 )
@@ -14,6 +16,7 @@ func fuzzSeeds(f *testing.F) {
 	f.Add(request(f, true, func(b *Builder) { b.AddChangeRequest(true, true) }))
 	f.Add(request(f, true, func(b *Builder) { b.AddRaw(0x0777, []byte{1, 2, 3}) }))
 	f.Add(classicRequest(f, func(b *Builder) { b.AddChangeRequest(false, true) }))
+	f.Add(request(f, false, func(b *Builder) { b.AddRaw(AttrResponsePort, []byte{0x13, 0x88, 0, 0}) }))
 	f.Add(msg(0x0001, 4, MagicCookie, []byte{0x00, 0x06, 0x00, 0x08}))
 }
 
@@ -88,16 +91,34 @@ func FuzzRespond(f *testing.F) {
 			ResponseOrigin: netip.MustParseAddrPort("[2001:db8::10]:3478"),
 			OtherAddress:   netip.MustParseAddrPort("[2001:db8::11]:3479"),
 		},
+		{
+			Software:       "sipedge",
+			ResponseOrigin: netip.MustParseAddrPort("[2001:db8::10]:3478"),
+			OtherAddress:   netip.MustParseAddrPort("[2001:db8::11]:3479"),
+			ResponsePort:   true,
+		},
+		{OtherAddress: netip.MustParseAddrPort("192.0.2.11:3479"), NoChange: true, ResponsePort: true},
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		for _, src := range srcs {
 			for _, o := range opts {
-				out, ok := Respond(nil, b, src, o)
+				out, d, ok := RespondTo(nil, b, src, o)
 				if !ok {
 					if out != nil {
 						t.Fatal("dst changed without a response")
 					}
 					continue
+				}
+				if d.To.Addr() != src.Addr().Unmap() || d.To.Port() == 0 {
+					t.Fatalf("delivery to %v for a request from %v", d.To, src)
+				}
+				if o == nil || !o.ResponsePort {
+					if d.To.Port() != src.Port() {
+						t.Fatalf("RESPONSE-PORT honoured without ResponsePort: %v", d.To)
+					}
+				}
+				if (d.ChangeIP || d.ChangePort) && (o == nil || !o.OtherAddress.IsValid() || o.NoChange) {
+					t.Fatalf("change %+v honoured by options %+v", d, o)
 				}
 				if len(out) > len(b)+MaxResponseGrowth {
 					t.Fatalf("%d-byte response to %d bytes", len(out), len(b))
@@ -136,6 +157,51 @@ func FuzzRespond(f *testing.F) {
 					t.Fatalf("response class %v", m.Class)
 				}
 			}
+		}
+	})
+}
+
+// FuzzFrameReader: splitting a TCP byte stream into STUN messages does not
+// depend on how the stream is cut into reads; every message is whole and
+// well framed, the messages are a prefix of the stream, and all of it at
+// a clean end.
+func FuzzFrameReader(f *testing.F) {
+	a, b := request(f, true, nil), request(f, false, func(bl *Builder) { bl.AddSoftware("sipedge") })
+	f.Add(append(append([]byte{}, a...), b...), uint8(1), uint16(MaxStreamMessage))
+	f.Add(append(append([]byte{}, a...), b[:7]...), uint8(5), uint16(64))
+	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"), uint8(3), uint16(MaxStreamMessage))
+	f.Add(append(append([]byte{}, a...), 0x00, 0x01, 0x7F, 0xF0), uint8(2), uint16(100))
+	f.Fuzz(func(t *testing.T, data []byte, chunk uint8, maxLen uint16) {
+		limit := min(max(int(maxLen), HeaderSize), MaxStreamMessage)
+		whole, wholeErr := frames(bytes.NewReader(data), limit)
+		for _, r := range []io.Reader{
+			&chunkReader{b: data, n: int(chunk%16) + 1},
+			&chunkReader{b: data, n: int(chunk) + 1, eofWithData: true},
+		} {
+			got, err := frames(r, limit)
+			if !errors.Is(err, wholeErr) && err != wholeErr || len(got) != len(whole) {
+				t.Fatalf("chunked: %d messages, %v; whole: %d, %v", len(got), err, len(whole), wholeErr)
+			}
+			for i := range got {
+				if !bytes.Equal(got[i], whole[i]) {
+					t.Fatalf("message %d differs", i)
+				}
+			}
+		}
+		off := 0
+		for _, m := range whole {
+			if len(m) > limit || !IsMessage(m) || !bytes.Equal(m, data[off:off+len(m)]) {
+				t.Fatalf("bad message %x at %d", m, off)
+			}
+			off += len(m)
+		}
+		switch {
+		case wholeErr == io.EOF && off != len(data):
+			t.Fatalf("clean end after %d of %d bytes", off, len(data))
+		case wholeErr == io.ErrUnexpectedEOF && off == len(data):
+			t.Fatal("unexpected EOF at a message boundary")
+		case wholeErr != io.EOF && wholeErr != io.ErrUnexpectedEOF && wholeErr != ErrStreamNotSTUN && wholeErr != ErrStreamTooLarge:
+			t.Fatalf("error %v", wholeErr)
 		}
 	})
 }

@@ -38,18 +38,52 @@ type ResponderOptions struct {
 	Software string
 
 	// ResponseOrigin, if valid, is sent as RESPONSE-ORIGIN (SOURCE-ADDRESS
-	// to a classic RFC 3489 client). It must be the address the caller
-	// will send the response from.
+	// to a classic RFC 3489 client). It must be the address the request
+	// arrived on, which the response leaves from unless a CHANGE-REQUEST
+	// honoured with OtherAddress moves it (see below).
 	ResponseOrigin netip.AddrPort
 
 	// OtherAddress, if valid, is sent as OTHER-ADDRESS (CHANGED-ADDRESS to
 	// a classic client). Setting it declares that the caller is an RFC 5780
 	// server that honours CHANGE-REQUEST by choosing the socket the
-	// response leaves from (see Message.ChangeRequest); without it, a
+	// response leaves from (see RespondTo and Delivery); without it, a
 	// request asking for a change of address or port gets a 420 listing
 	// CHANGE-REQUEST, which tells a NAT probe that this server cannot do
 	// behaviour discovery.
+	//
+	// With both addresses set, ResponseOrigin is the address the request
+	// arrived on (Da:Dp in RFC 5780 §6.1) and OtherAddress its opposite
+	// (Ca:Cp); RESPONSE-ORIGIN then follows RFC 5780 Table 1: the IP of
+	// OtherAddress replaces that of ResponseOrigin when "change IP" is
+	// asked, its port when "change port" is.
 	OtherAddress netip.AddrPort
+
+	// NoChange declares that the caller cannot send from another address
+	// even though it has one (a TCP connection answers on itself): a
+	// request asking for a change gets a 420 listing CHANGE-REQUEST while
+	// OTHER-ADDRESS is still sent.
+	NoChange bool
+
+	// ResponsePort declares that the caller honours RESPONSE-PORT (RFC
+	// 5780 §7.5): a request carrying a well-formed RESPONSE-PORT is then
+	// answered, and RespondTo reports the port in Delivery.To, where the
+	// caller must send the response (the request's source IP at that
+	// port). Without it such a request gets a 420. Only RespondTo can
+	// report the port: do not set it with Respond.
+	ResponsePort bool
+}
+
+// Delivery says how to send a response built by RespondTo.
+type Delivery struct {
+	// ChangeIP and ChangePort are the CHANGE-REQUEST flags the response
+	// honours: the caller sends it from its other IP address and/or port
+	// (RFC 5780 Table 1), the address RESPONSE-ORIGIN names. Both are false
+	// for an error response and when o.OtherAddress is not set.
+	ChangeIP, ChangePort bool
+	// To is the destination: the request's source, or, for a success
+	// response to a request with RESPONSE-PORT (and o.ResponsePort set),
+	// the source's IP at that port.
+	To netip.AddrPort
 }
 
 var noOptions ResponderOptions
@@ -73,27 +107,44 @@ var noOptions ResponderOptions
 //     that Respond does not understand gets a 420 error response listing
 //     them in UNKNOWN-ATTRIBUTES. Understood, and ignored, are USERNAME,
 //     MESSAGE-INTEGRITY(-SHA256), USERHASH, REALM, NONCE, the ICE
-//     attributes PRIORITY and USE-CANDIDATE, and CHANGE-REQUEST when it
-//     asks for no change or o.OtherAddress is set. RESPONSE-PORT, PADDING
-//     and RESPONSE-ADDRESS are not acted on, hence get a 420.
+//     attributes PRIORITY and USE-CANDIDATE; understood and acted on (see
+//     RespondTo) are CHANGE-REQUEST when it asks for no change or
+//     o.OtherAddress is set (and o.NoChange is not), and RESPONSE-PORT
+//     when o.ResponsePort is set and its value is 4 bytes with a non-zero
+//     port. PADDING and RESPONSE-ADDRESS are not acted on, hence get a
+//     420, as does a malformed CHANGE-REQUEST or RESPONSE-PORT.
 //   - Requests are answered without MESSAGE-INTEGRITY even when they carry
 //     one: the responder holds no credentials and does not check it.
 //   - Indications (such as keepalives), responses, other methods, and
 //     anything that does not parse get nothing.
 //
 // The response is never longer than len(b)+MaxResponseGrowth.
+//
+// Respond always sends from the receiving socket to src; a server that
+// acts on CHANGE-REQUEST or RESPONSE-PORT uses RespondTo.
 func Respond(dst []byte, b []byte, src netip.AddrPort, o *ResponderOptions) ([]byte, bool) {
+	out, _, ok := RespondTo(dst, b, src, o)
+	return out, ok
+}
+
+// RespondTo is Respond for an RFC 5780 server: it also returns how to
+// send the response, from which of the caller's addresses (when
+// CHANGE-REQUEST asks for a change that o allows) and to which address
+// (the source, or RESPONSE-PORT when o.ResponsePort allows it). Neither
+// changes the size of the response, so the bound of MaxResponseGrowth
+// holds, and RespondTo does not allocate either.
+func RespondTo(dst []byte, b []byte, src netip.AddrPort, o *ResponderOptions) ([]byte, Delivery, bool) {
 	if o == nil {
 		o = &noOptions
 	}
 	ip := src.Addr().Unmap()
 	if !ip.IsValid() || checkHeader(b) != nil {
-		return dst, false
+		return dst, Delivery{}, false
 	}
 	src = netip.AddrPortFrom(ip, src.Port())
 	method, class := splitType(binary.BigEndian.Uint16(b))
 	if method != MethodBinding || class != ClassRequest {
-		return dst, false
+		return dst, Delivery{}, false
 	}
 	cookie := binary.BigEndian.Uint32(b[4:])
 	var tid [12]byte
@@ -102,6 +153,9 @@ func Respond(dst []byte, b []byte, src netip.AddrPort, o *ResponderOptions) ([]b
 	var unknown [maxUnknown]uint16
 	nUnknown := 0
 	fingerprint := false
+	seenChange, seenPort := false, false
+	var change byte     // CHANGE-REQUEST flags of the first CHANGE-REQUEST
+	var respPort uint16 // value of the first RESPONSE-PORT, 0 if none
 	it := newAttrIter(b)
 	for {
 		t, v, _, ok := it.next()
@@ -112,19 +166,27 @@ func Respond(dst []byte, b []byte, src netip.AddrPort, o *ResponderOptions) ([]b
 		case t == AttrFingerprint:
 			fingerprint = true
 		case t >= 0x8000 || understood(t, v, o):
+			// The first occurrence counts, as for Message.Get.
+			if t == AttrChangeRequest && !seenChange {
+				seenChange, change = true, v[3]&(changeIPFlag|changePortFlag)
+			}
+			if t == AttrResponsePort && !seenPort {
+				seenPort, respPort = true, binary.BigEndian.Uint16(v)
+			}
 		case nUnknown < maxUnknown && !contains(unknown[:nUnknown], t):
 			unknown[nUnknown] = t
 			nUnknown++
 		}
 	}
 	if it.err != nil {
-		return dst, false
+		return dst, Delivery{}, false
 	}
 	if fingerprint {
 		if _, err := checkFingerprint(b); err != nil {
-			return dst, false
+			return dst, Delivery{}, false
 		}
 	}
+	d := Delivery{To: src}
 
 	bound := len(b) + MaxResponseGrowth
 	fpSize := 0
@@ -137,11 +199,23 @@ func Respond(dst []byte, b []byte, src netip.AddrPort, o *ResponderOptions) ([]b
 		bl.AddErrorCode(420, reason420)
 		bl.AddUnknownAttributes(unknown[:nUnknown])
 	} else {
+		// understood() let a change through only if o allows it.
+		d.ChangeIP, d.ChangePort = change&changeIPFlag != 0, change&changePortFlag != 0
+		if respPort != 0 {
+			d.To = netip.AddrPortFrom(ip, respPort)
+		}
+		origin := o.ResponseOrigin
+		if origin.IsValid() && d.ChangeIP {
+			origin = netip.AddrPortFrom(o.OtherAddress.Addr(), origin.Port())
+		}
+		if origin.IsValid() && d.ChangePort {
+			origin = netip.AddrPortFrom(origin.Addr(), o.OtherAddress.Port())
+		}
 		bl.ResetClassic(dst, MethodBinding, ClassSuccess, cookie, tid)
 		mapped := 4 + addressLen(src)
 		need := HeaderSize + mapped + fpSize
-		if o.ResponseOrigin.IsValid() {
-			need += 4 + addressLen(o.ResponseOrigin)
+		if origin.IsValid() {
+			need += 4 + addressLen(origin)
 		}
 		if o.OtherAddress.IsValid() {
 			need += 4 + addressLen(o.OtherAddress)
@@ -156,8 +230,8 @@ func Respond(dst []byte, b []byte, src netip.AddrPort, o *ResponderOptions) ([]b
 				bl.AddAddress(AttrMappedAddress, src)
 			}
 		}
-		if o.ResponseOrigin.IsValid() {
-			bl.AddAddress(originType, o.ResponseOrigin)
+		if origin.IsValid() {
+			bl.AddAddress(originType, origin)
 		}
 		if o.OtherAddress.IsValid() {
 			bl.AddAddress(otherType, o.OtherAddress)
@@ -170,9 +244,9 @@ func Respond(dst []byte, b []byte, src netip.AddrPort, o *ResponderOptions) ([]b
 		bl.AddFingerprint()
 	}
 	if bl.err != nil || bl.Len() > bound {
-		return dst, false // cannot happen (see MaxResponseGrowth); never send more
+		return dst, Delivery{}, false // cannot happen (see MaxResponseGrowth); never send more
 	}
-	return bl.Bytes(), true
+	return bl.Bytes(), d, true
 }
 
 // understood reports whether Respond may ignore the comprehension-required
@@ -183,7 +257,9 @@ func understood(t uint16, v []byte, o *ResponderOptions) bool {
 		AttrRealm, AttrNonce, AttrPriority, AttrUseCandidate:
 		return true
 	case AttrChangeRequest:
-		return len(v) == 4 && (v[3]&(changeIPFlag|changePortFlag) == 0 || o.OtherAddress.IsValid())
+		return len(v) == 4 && (v[3]&(changeIPFlag|changePortFlag) == 0 || o.OtherAddress.IsValid() && !o.NoChange)
+	case AttrResponsePort:
+		return o.ResponsePort && len(v) == 4 && (v[0] != 0 || v[1] != 0)
 	}
 	return false
 }

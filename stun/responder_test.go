@@ -124,7 +124,9 @@ func TestRespondClassic(t *testing.T) {
 		OtherAddress:   netip.MustParseAddrPort("192.0.2.11:3479"),
 	}
 	m = respond(t, classicRequest(t, func(b *Builder) { b.AddChangeRequest(true, true) }), src, o)
-	if got, _ := m.Address(AttrSourceAddress); got != o.ResponseOrigin {
+	// Asked to change both, the response leaves from the other address,
+	// which SOURCE-ADDRESS names (RFC 5780 Table 1).
+	if got, _ := m.Address(AttrSourceAddress); got != o.OtherAddress {
 		t.Errorf("SOURCE-ADDRESS %v", got)
 	}
 	if got, _ := m.Address(AttrChangedAddress); got != o.OtherAddress {
@@ -359,5 +361,184 @@ func TestRespondAmplification(t *testing.T) {
 				t.Errorf("SOFTWARE present: %v, want %v", ok, tc.wantSoftware)
 			}
 		})
+	}
+}
+
+// respondTo is respond for RespondTo: it also returns the Delivery.
+func respondTo(t *testing.T, req []byte, src netip.AddrPort, o *ResponderOptions) (*Message, Delivery) {
+	t.Helper()
+	out, d, ok := RespondTo(nil, req, src, o)
+	if !ok {
+		t.Fatalf("no response to %x", req)
+	}
+	if len(out) > len(req)+MaxResponseGrowth {
+		t.Errorf("response of %d bytes to a request of %d exceeds the bound", len(out), len(req))
+	}
+	m, err := Parse(out)
+	if err != nil {
+		t.Fatalf("response does not parse: %v", err)
+	}
+	return m, d
+}
+
+// TestRespondToChangeRequest checks RFC 5780 Table 1: the socket the
+// response must leave from, and RESPONSE-ORIGIN naming it, for each
+// combination of CHANGE-REQUEST flags; OTHER-ADDRESS is always Ca:Cp.
+func TestRespondToChangeRequest(t *testing.T) {
+	src := netip.MustParseAddrPort("198.51.100.7:40000")
+	da := netip.MustParseAddrPort("192.0.2.1:3478") // where the request arrived
+	ca := netip.MustParseAddrPort("192.0.2.2:3479") // the opposite address
+	o := &ResponderOptions{ResponseOrigin: da, OtherAddress: ca, Software: "sipedge"}
+	for _, tc := range []struct {
+		name         string
+		req          []byte
+		changeIP     bool
+		changePort   bool
+		wantOrigin   string
+		wantOriginCl string // classic: SOURCE-ADDRESS
+	}{
+		{"no attribute", request(t, true, nil), false, false, "192.0.2.1:3478", ""},
+		{"no change", request(t, true, func(b *Builder) { b.AddChangeRequest(false, false) }), false, false, "192.0.2.1:3478", ""},
+		{"change IP", request(t, true, func(b *Builder) { b.AddChangeRequest(true, false) }), true, false, "192.0.2.2:3478", ""},
+		{"change port", request(t, false, func(b *Builder) { b.AddChangeRequest(false, true) }), false, true, "192.0.2.1:3479", ""},
+		{"change both", request(t, false, func(b *Builder) { b.AddChangeRequest(true, true) }), true, true, "192.0.2.2:3479", ""},
+		{"first CHANGE-REQUEST counts", request(t, false, func(b *Builder) {
+			b.AddChangeRequest(false, true)
+			b.AddChangeRequest(true, false)
+		}), false, true, "192.0.2.1:3479", ""},
+		{"classic change both", classicRequest(t, func(b *Builder) { b.AddChangeRequest(true, true) }), true, true, "", "192.0.2.2:3479"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, d := respondTo(t, tc.req, src, o)
+			if m.Class != ClassSuccess {
+				t.Fatalf("class %v", m.Class)
+			}
+			if d.ChangeIP != tc.changeIP || d.ChangePort != tc.changePort || d.To != src {
+				t.Errorf("delivery %+v, want change IP %v port %v to %v", d, tc.changeIP, tc.changePort, src)
+			}
+			originType, otherType, want := uint16(AttrResponseOrigin), uint16(AttrOtherAddress), tc.wantOrigin
+			if m.Classic() {
+				originType, otherType, want = AttrSourceAddress, AttrChangedAddress, tc.wantOriginCl
+			}
+			if got, err := m.Address(originType); err != nil || got.String() != want {
+				t.Errorf("%s %v %v, want %s", AttrName(originType), got, err, want)
+			}
+			if got, err := m.Address(otherType); err != nil || got != ca {
+				t.Errorf("%s %v %v, want %v", AttrName(otherType), got, err, ca)
+			}
+		})
+	}
+
+	// A caller that cannot change (TCP) still advertises OTHER-ADDRESS but
+	// refuses a change with 420; a request asking for none is answered.
+	tcp := &ResponderOptions{ResponseOrigin: da, OtherAddress: ca, NoChange: true}
+	m, d := respondTo(t, request(t, false, func(b *Builder) { b.AddChangeRequest(false, true) }), src, tcp)
+	if code, _, _ := m.ErrorCode(); m.Class != ClassError || code != 420 || !slices.Equal(m.UnknownAttributes(), []uint16{AttrChangeRequest}) {
+		t.Errorf("NoChange: class %v code %d unknown %04x", m.Class, code, m.UnknownAttributes())
+	}
+	if d.ChangeIP || d.ChangePort || d.To != src {
+		t.Errorf("error response delivery %+v", d)
+	}
+	m, d = respondTo(t, request(t, false, func(b *Builder) { b.AddChangeRequest(false, false) }), src, tcp)
+	if got, _ := m.Address(AttrOtherAddress); m.Class != ClassSuccess || got != ca || d.ChangeIP || d.ChangePort {
+		t.Errorf("NoChange, no change asked: class %v OTHER-ADDRESS %v delivery %+v", m.Class, got, d)
+	}
+}
+
+func responsePort(p uint16) func(b *Builder) {
+	return func(b *Builder) { b.AddRaw(AttrResponsePort, []byte{byte(p >> 8), byte(p), 0, 0}) }
+}
+
+func TestRespondToResponsePort(t *testing.T) {
+	src := netip.MustParseAddrPort("198.51.100.7:40000")
+	v6 := netip.MustParseAddrPort("[2001:db8::7]:40000")
+	on := &ResponderOptions{ResponsePort: true, Software: "sipedge"}
+	for _, tc := range []struct {
+		name    string
+		req     []byte
+		src     netip.AddrPort
+		o       *ResponderOptions
+		to      string   // success expected: the destination
+		unknown []uint16 // else: 420 listing these
+	}{
+		{"honoured", request(t, true, responsePort(5000)), src, on, "198.51.100.7:5000", nil},
+		{"honoured, IPv6", request(t, false, responsePort(65535)), v6, on, "[2001:db8::7]:65535", nil},
+		{"honoured, v4-mapped source", request(t, false, responsePort(7)),
+			netip.MustParseAddrPort("[::ffff:198.51.100.9]:1"), on, "198.51.100.9:7", nil},
+		{"classic", classicRequest(t, responsePort(5001)), src, on, "198.51.100.7:5001", nil},
+		{"first one counts", request(t, false, func(b *Builder) {
+			responsePort(5002)(b)
+			responsePort(5003)(b)
+		}), src, on, "198.51.100.7:5002", nil},
+		{"with change request", request(t, false, func(b *Builder) {
+			b.AddChangeRequest(false, true)
+			responsePort(5004)(b)
+		}), src, &ResponderOptions{ResponsePort: true, OtherAddress: netip.MustParseAddrPort("192.0.2.2:3479")}, "198.51.100.7:5004", nil},
+		{"absent", request(t, false, nil), src, on, "198.51.100.7:40000", nil},
+		{"not supported", request(t, false, responsePort(5000)), src, nil, "", []uint16{AttrResponsePort}},
+		{"port 0", request(t, false, responsePort(0)), src, on, "", []uint16{AttrResponsePort}},
+		{"short value", request(t, false, func(b *Builder) { b.AddRaw(AttrResponsePort, []byte{0x13, 0x88}) }), src, on, "", []uint16{AttrResponsePort}},
+		// RFC 5780 §7.5: never process RESPONSE-PORT with PADDING; PADDING
+		// is not supported, so the request is refused, to its source.
+		{"with padding", request(t, false, func(b *Builder) {
+			responsePort(5000)(b)
+			b.AddRaw(AttrPadding, make([]byte, 16))
+		}), src, on, "", []uint16{AttrPadding}},
+		{"with an unknown attribute", request(t, false, func(b *Builder) {
+			responsePort(5000)(b)
+			b.AddRaw(0x0777, nil)
+		}), src, on, "", []uint16{0x0777}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, d := respondTo(t, tc.req, tc.src, tc.o)
+			if tc.unknown != nil {
+				if m.Class != ClassError || !slices.Equal(m.UnknownAttributes(), tc.unknown) {
+					t.Fatalf("class %v unknown %04x, want 420 %04x", m.Class, m.UnknownAttributes(), tc.unknown)
+				}
+				want := netip.AddrPortFrom(tc.src.Addr().Unmap(), tc.src.Port())
+				if d.To != want || d.ChangeIP || d.ChangePort {
+					t.Errorf("error response delivery %+v, want to the source %v", d, want)
+				}
+				return
+			}
+			if m.Class != ClassSuccess {
+				t.Fatalf("class %v", m.Class)
+			}
+			if d.To.String() != tc.to {
+				t.Errorf("to %v, want %s", d.To, tc.to)
+			}
+			// The mapped address is still the request's source.
+			got, _ := m.XORMappedAddress()
+			if m.Classic() {
+				got, _ = m.MappedAddress()
+			}
+			if want := netip.AddrPortFrom(tc.src.Addr().Unmap(), tc.src.Port()); got != want {
+				t.Errorf("mapped %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// TestRespondToAmplification: acting on CHANGE-REQUEST and RESPONSE-PORT
+// never makes a response larger than MaxResponseGrowth allows, even when
+// the changed origin is an IPv6 address.
+func TestRespondToAmplification(t *testing.T) {
+	v6 := netip.MustParseAddrPort("[2001:db8::7]:5060")
+	o := &ResponderOptions{
+		Software:       strings.Repeat("s", 200),
+		ResponseOrigin: netip.MustParseAddrPort("[2001:db8::1]:3478"),
+		OtherAddress:   netip.MustParseAddrPort("[2001:db8::2]:3479"),
+		ResponsePort:   true,
+	}
+	for _, req := range [][]byte{
+		request(t, false, func(b *Builder) { b.AddChangeRequest(true, true) }),
+		request(t, true, func(b *Builder) { b.AddChangeRequest(true, false); responsePort(9)(b) }),
+		request(t, false, responsePort(9)),
+		classicRequest(t, func(b *Builder) { b.AddChangeRequest(false, true) }),
+	} {
+		out, d, ok := RespondTo(nil, req, v6, o)
+		if !ok || len(out) > len(req)+MaxResponseGrowth {
+			t.Errorf("%d-byte response to %d bytes (ok %v, %+v)", len(out), len(req), ok, d)
+		}
 	}
 }

@@ -39,6 +39,8 @@ address = "127.0.0.1:%d"
 [admin]
 listen = "127.0.0.1:%d"
 token = "t0k"
+[stun]
+listen = []
 [auth]
 algorithms = ["MD5"]
 [keepalive]
@@ -278,7 +280,7 @@ func TestImportRealmMismatchWarns(t *testing.T) {
 		t.Fatalf("import should name the realm it used: %v\n%s", err, out)
 	}
 	cfg := filepath.Join(dir, "s.toml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("data_dir = %q\ndomains = [\"other.example\"]\n[[listen]]\ntransport = \"udp\"\naddress = \"127.0.0.1:%d\"\n[admin]\nlisten = \"off\"\n", data, freeUDPPort(t))), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("data_dir = %q\ndomains = [\"other.example\"]\n[[listen]]\ntransport = \"udp\"\naddress = \"127.0.0.1:%d\"\n[admin]\nlisten = \"off\"\n[stun]\nlisten = []\n", data, freeUDPPort(t))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "serve", "-c", cfg)

@@ -37,8 +37,8 @@ var Passwords = map[string]string{
 }
 
 // Base is the default test configuration: UDP and TCP on 127.0.0.1:0, the
-// admin API on 127.0.0.1:0, domain test.example, users alice, bob and carol,
-// no rate limit. data_dir is filled in by Start. Tests may append tables
+// admin API on 127.0.0.1:0, no STUN server, domain test.example, users
+// alice, bob and carol, no rate limit. data_dir is filled in by Start. Tests may append tables
 // ([[routes]], [[users]]) and change anything else with a mutate function.
 const Base = `
 domains = ["test.example"]
@@ -62,6 +62,11 @@ flush_interval = "20ms"
 
 [security]
 rate_limit = 0
+
+# Tests start many servers at once: none binds the STUN port (a test that
+# wants the STUN server sets stun.listen, e.g. to 127.0.0.1:0).
+[stun]
+listen = []
 
 [admin]
 listen = "127.0.0.1:0"
