@@ -61,6 +61,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = callCmd(args[1:], stdout)
 	case "status":
 		err = status(args[1:], stdout)
+	case "probe":
+		err = probe(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "sipedge", edge.Version)
 	case "help", "-h", "--help":
@@ -102,6 +104,9 @@ Usage:
   sipedge call show CALL-ID [--json]       one call in detail
   sipedge call hangup CALL-ID              end a call (BYE to both sides)
   sipedge status [--json]                  server overview
+  sipedge probe [--json] [--lifetime] [--lifetime-max 120s] [--bind IP[:PORT]] SERVER[:PORT]
+                                           from here: public address, NAT type (RFC 4787 / RFC 3489),
+                                           SIP ALG, hairpinning, binding lifetime, advice for phones
   sipedge version
 
 Common flags: -c FILE (config; gives data dir and admin address), --data-dir DIR,
