@@ -149,6 +149,7 @@ func TestKeepaliveHeldByDialog(t *testing.T) {
 	bob := natPhone(t, srv, "bob", bobLAN)
 	mustRegister(t, alice)
 	mustRegister(t, bob)
+	waitPeer(t, srv, "alice", 7*time.Second, "alice OK", func(p admin.Peer) bool { return strings.HasPrefix(p.Status, "OK") })
 	call, in := answeredCall(t, alice, bob)
 	if res, err := alice.Unregister("", "", ""); err != nil || res.Code != 200 {
 		t.Fatalf("unregister: %v %v", res, err)

@@ -57,8 +57,10 @@ func TestTimeoutInvariants(t *testing.T) {
 	if firstMin+firstSpread >= natUnassured {
 		t.Errorf("first ping at up to %v comes after a %v unassured-flow timeout", firstMin+firstSpread, natUnassured)
 	}
-	if firstMin < 2*time.Second/2 { // must come > 2 s after the REGISTER began to assure the flow
-		t.Errorf("first ping too early")
+	// Linux assures a UDP flow (stream timeout) only for a packet more
+	// than 2 s after it began; an earlier ping only restarts the short one.
+	if firstMin <= 2*time.Second {
+		t.Errorf("first ping at %v: too early to assure the NAT binding", firstMin)
 	}
 	if DefaultTimeout >= DefaultInterval {
 		t.Errorf("timeout %v must be under the interval %v", DefaultTimeout, DefaultInterval)
@@ -77,8 +79,8 @@ func TestScheduleGaps(t *testing.T) {
 				t.Fatalf("phase %v outside [0, %v)", ph, iv)
 			}
 			at := First(ph, iv, added)
-			if d := at.Sub(added); d <= 0 || d > firstMin+firstSpread || d > iv {
-				t.Fatalf("interval %v: first ping %v after the flow appeared", iv, d)
+			if d := at.Sub(added); d < firstMin || d >= firstMin+firstSpread {
+				t.Fatalf("interval %v: first ping %v after the flow appeared, want [%v, %v)", iv, d, firstMin, firstMin+firstSpread)
 			}
 			for range 5 {
 				n := Next(ph, iv, at)
@@ -219,7 +221,7 @@ func TestManagerPingsAndMeasures(t *testing.T) {
 	if !strings.HasPrefix(s[0].b, "OPTIONS sip:198.51.100.21:4000 ") || s[0].f != f {
 		t.Fatalf("want an OPTIONS to the flow within 5 s, got %+v", s)
 	}
-	if d := s[0].at.Sub(start); d <= 0 || d > 5*time.Second {
+	if d := s[0].at.Sub(start); d < 2500*time.Millisecond || d >= 5*time.Second {
 		t.Fatalf("first ping %v after Track", d)
 	}
 	// The answer from elsewhere does not count; from the flow it does.

@@ -23,15 +23,19 @@ const (
 	DefaultMisses = 3
 
 	// firstMin and firstSpread place the first ping of a new flow: soon
-	// after it appears, spread over up to firstSpread. A NAT binding that
-	// has seen only a REGISTER and its answer is "unassured": Linux
-	// forgets it after nf_conntrack_udp_timeout (30 s by default, often
-	// 20 s or less on routers) even if the stream timeout is longer, and
-	// a packet more than 2 s into the flow is what makes it assured. A
-	// ping a few seconds in does that, and puts the peer's status and RTT
-	// on the admin view at once instead of one interval later.
-	firstMin    = time.Second
-	firstSpread = 4 * time.Second
+	// after it appears, spread over firstSpread, never earlier. A NAT
+	// binding that has seen only a REGISTER and its answer is
+	// "unassured": Linux forgets it after nf_conntrack_udp_timeout (30 s
+	// by default, often 20 s or less on routers) even if the stream
+	// timeout is longer, and only a packet more than 2 s after the flow
+	// began makes it assured. A ping inside those 2 s merely restarts the
+	// short timeout, which the next ping, an interval later, may not beat
+	// (the lab saw one phone in eight lost that way before this rule). So
+	// the first ping comes 2.5–5 s in: it assures the flow and puts the
+	// peer's status and RTT on the admin view at once, instead of one
+	// interval later.
+	firstMin    = 2500 * time.Millisecond
+	firstSpread = 2500 * time.Millisecond
 )
 
 // Phase returns the offset of a flow's pings on the time grid: a
@@ -86,15 +90,15 @@ func floorDiv(a, b int64) int64 {
 }
 
 // First returns when a flow that appeared at added gets its first ping:
-// between 1 and 5 s later (the phase decides where), or at its first grid
-// instant if that comes sooner. See firstMin.
+// at its first grid instant if that falls 2.5–5 s later, else at a point
+// in that window chosen by the phase. Never sooner (see firstMin).
 func First(phase, interval time.Duration, added time.Time) time.Time {
 	if interval <= 0 {
 		return time.Time{}
 	}
-	soon := added.Add(firstMin + phase%firstSpread)
-	if grid := Next(phase, interval, added); grid.Before(soon) {
+	earliest := added.Add(firstMin)
+	if grid := Next(phase, interval, earliest.Add(-1)); grid.Before(earliest.Add(firstSpread)) {
 		return grid
 	}
-	return soon
+	return earliest.Add(phase % firstSpread)
 }
