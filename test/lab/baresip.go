@@ -88,6 +88,11 @@ type SoftphoneSpec struct {
 	// ToneHz is what the phone says: its microphone is a sine of this
 	// frequency (8 kHz, -6 dBFS peak). Zero: silence.
 	ToneHz float64
+	// AudioLength is how long the microphone's file lasts; default a
+	// minute. baresip ends a call (it sends BYE) when its audio source
+	// reaches the end of the file, so a phone in a longer call needs a
+	// longer file.
+	AudioLength time.Duration
 	// AutoAnswer answers incoming calls at once (answermode=auto).
 	AutoAnswer bool
 	// RegInt is the registration interval (regint); default 300 s.
@@ -197,7 +202,7 @@ func (l *Lab) StartSoftphone(spec SoftphoneSpec) *Softphone {
 	if err := os.MkdirAll(sp.SndDir, 0o755); err != nil {
 		l.T.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(sp.Dir, "config"), []byte(sp.config(l.toneFile(spec.ToneHz))), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(sp.Dir, "config"), []byte(sp.config(l.toneFile(spec.ToneHz, spec.AudioLength))), 0o644); err != nil {
 		l.T.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(sp.Dir, "accounts"), []byte("# created over ctrl_tcp: see ctrl.log\n"), 0o644); err != nil {
@@ -229,16 +234,22 @@ func (l *Lab) StartSoftphone(spec SoftphoneSpec) *Softphone {
 	return sp
 }
 
-// toneFile writes (once per lab) a minute of freq Hz (0: silence) as an
-// 8 kHz 16-bit mono WAV file into the artifact directory.
-func (l *Lab) toneFile(freq float64) string {
-	path := filepath.Join(l.Dir, fmt.Sprintf("tone-%gHz.wav", freq))
+// toneFile writes (once per lab) length (0: a minute) of freq Hz (0:
+// silence) as an 8 kHz 16-bit mono WAV file into the artifact directory.
+func (l *Lab) toneFile(freq float64, length time.Duration) string {
+	name := fmt.Sprintf("tone-%gHz.wav", freq)
+	if length == 0 {
+		length = time.Minute
+	} else if length != time.Minute {
+		name = fmt.Sprintf("tone-%gHz-%gs.wav", freq, length.Seconds())
+	}
+	path := filepath.Join(l.Dir, name)
 	if _, err := os.Stat(path); err == nil {
 		return path
 	}
-	a := tone.Silence(time.Minute, 8000)
+	a := tone.Silence(length, 8000)
 	if freq > 0 {
-		a = tone.Sine(freq, 0.5, time.Minute, 8000)
+		a = tone.Sine(freq, 0.5, length, 8000)
 	}
 	if err := tone.WriteFile(path, a); err != nil {
 		l.T.Fatal(err)

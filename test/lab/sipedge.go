@@ -54,6 +54,10 @@ type EdgeConfig struct {
 	// are empty there is no [media] table (sipedge's defaults).
 	Media      string
 	MediaPorts string
+	// UserKeepalive overrides [keepalive] interval for some users (their
+	// [[users]] keepalive): 0 turns keepalives off for their flows and
+	// dialogs.
+	UserKeepalive map[string]time.Duration
 	// Extra is appended to the file verbatim: whole TOML tables only.
 	Extra string
 }
@@ -97,7 +101,11 @@ func (c EdgeConfig) TOML(dataDir string) string {
 		b.WriteString("\n")
 	}
 	for _, u := range users {
-		fmt.Fprintf(&b, "[[users]]\nname = %q\npassword = %q\n\n", u.Name, u.Password)
+		fmt.Fprintf(&b, "[[users]]\nname = %q\npassword = %q\n", u.Name, u.Password)
+		if iv, ok := c.UserKeepalive[u.Name]; ok {
+			fmt.Fprintf(&b, "keepalive = %q\n", iv.String())
+		}
+		b.WriteString("\n")
 	}
 	if c.Extra != "" {
 		b.WriteString(c.Extra)
@@ -233,6 +241,7 @@ func (s *Sipedge) get(path string) ([]byte, error) {
 // Peer is one registration as the admin API and `sipedge peer list --json`
 // show it.
 type Peer struct {
+	Kind       string    `json:"kind"` // "registration" or "trunk"
 	AOR        string    `json:"aor"`
 	User       string    `json:"user"`
 	Contact    string    `json:"contact"`
@@ -243,6 +252,28 @@ type Peer struct {
 	NATReasons []string  `json:"nat_reasons"`
 	Expires    time.Time `json:"expires"`
 	UserAgent  string    `json:"user_agent"`
+	Registered time.Time `json:"registered"` // first REGISTER of this binding
+	Updated    time.Time `json:"updated"`    // last REGISTER
+	// Status is the keepalive status as text ("OK (3 ms)", "LAGGED
+	// (1450 ms)", "UNREACHABLE", "UNKNOWN"), "" for a flow without
+	// keepalives; Keepalive is then nil.
+	Status    string         `json:"status"`
+	Keepalive *PeerKeepalive `json:"keepalive"`
+}
+
+// PeerKeepalive is a peer's keepalive state in the peers view.
+type PeerKeepalive struct {
+	Status     string    `json:"status"` // unknown|ok|lagged|unreachable|unmonitored
+	Method     string    `json:"method"` // options|crlf
+	IntervalS  int       `json:"interval_s"`
+	RTTms      float64   `json:"rtt_ms"`
+	Misses     int       `json:"misses"`
+	Sent       uint64    `json:"sent"`
+	Answered   uint64    `json:"answered"`
+	LastAnswer time.Time `json:"last_answer"`
+	NextPing   time.Time `json:"next_ping"`
+	Dialogs    int       `json:"dialogs"`
+	HistoryMS  []float64 `json:"history_ms"`
 }
 
 // Peers is GET /api/v1/peers.
@@ -260,7 +291,7 @@ func (s *Sipedge) Peers() ([]Peer, error) {
 
 // PeersCLI is `sipedge peer list --json`, run inside se-edge.
 func (s *Sipedge) PeersCLI() ([]Peer, error) {
-	out, err := s.lab.Exec(NSEdge, s.Bin, "peer", "list", "--json", "--admin", "http://"+AdminAddr, "--token", AdminToken)
+	out, err := s.PeersJSON()
 	if err != nil {
 		return nil, err
 	}
@@ -269,6 +300,12 @@ func (s *Sipedge) PeersCLI() ([]Peer, error) {
 		return nil, fmt.Errorf("sipedge peer list --json: %w: %s", err, out)
 	}
 	return peers, nil
+}
+
+// PeersJSON is the raw output of `sipedge peer list --json`, run inside
+// se-edge (for logs and failure messages).
+func (s *Sipedge) PeersJSON() (string, error) {
+	return s.lab.Exec(NSEdge, s.Bin, "peer", "list", "--json", "--admin", "http://"+AdminAddr, "--token", AdminToken)
 }
 
 // Peer returns the registration of aor ("alice@lab.example"), waiting up to
