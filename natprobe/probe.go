@@ -25,7 +25,7 @@ const (
 	DefaultRTO         = 250 * time.Millisecond
 	DefaultTries       = 4
 	DefaultLifetimeMax = 120 * time.Second
-	DefaultSoftware    = "sipedge probe"
+	DefaultSoftware    = "sipedge natprobe" // 16 bytes: classic RFC 3489 servers (stund) drop attributes not a multiple of 4 long
 )
 
 // DefaultLifetimeSteps are the idle times of the binding lifetime test,

@@ -237,7 +237,10 @@ func RespondTo(dst []byte, b []byte, src netip.AddrPort, o *ResponderOptions) ([
 			bl.AddAddress(otherType, o.OtherAddress)
 		}
 	}
-	if s := o.Software; s != "" && len(s) <= maxSoftware && bl.Len()+4+pad4(len(s))+fpSize <= bound {
+	// No SOFTWARE to classic clients: RFC 3489 parsers (Vovida's, used by
+	// stund, the stun client and many old phones) reject an attribute
+	// whose length is not a multiple of 4, and with it the whole answer.
+	if s := o.Software; s != "" && cookie == MagicCookie && len(s) <= maxSoftware && bl.Len()+4+pad4(len(s))+fpSize <= bound {
 		bl.AddSoftware(s)
 	}
 	if fingerprint {

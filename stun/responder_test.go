@@ -106,9 +106,16 @@ func TestRespondBinding(t *testing.T) {
 func TestRespondClassic(t *testing.T) {
 	src := netip.MustParseAddrPort("203.0.113.9:3478")
 	req := classicRequest(t, func(b *Builder) { b.AddChangeRequest(false, false) })
-	m := respond(t, req, src, nil)
+	m := respond(t, req, src, &ResponderOptions{Software: "sipedge"})
 	if !m.Classic() || m.Class != ClassSuccess {
 		t.Fatalf("classic %v class %v", m.Classic(), m.Class)
+	}
+	// Every attribute length a multiple of 4 (RFC 3489 §11.1): no SOFTWARE
+	// "sipedge" (7 bytes), which Vovida-based clients reject.
+	for _, a := range m.Attrs {
+		if len(a.Value)%4 != 0 {
+			t.Errorf("attribute %s has length %d, not a multiple of 4: classic parsers drop the answer", AttrName(a.Type), len(a.Value))
+		}
 	}
 	if got, err := m.MappedAddress(); err != nil || got != src {
 		t.Errorf("MAPPED-ADDRESS %v %v", got, err)
@@ -321,7 +328,7 @@ func TestRespondAmplification(t *testing.T) {
 			ResponderOptions{Software: "sipedge", OtherAddress: v6x, ResponseOrigin: v6o}, true, true},
 		{"v4 long software, long request", request(t, false, func(b *Builder) { b.AddSoftware(long) }), v4,
 			ResponderOptions{Software: long}, true, true},
-		{"classic", classicRequest(t, nil), v4, ResponderOptions{Software: "sipedge"}, true, true},
+		{"classic", classicRequest(t, nil), v4, ResponderOptions{Software: "sipedge"}, true, false}, // no SOFTWARE to classic clients
 		{"classic full", classicRequest(t, nil), v6,
 			ResponderOptions{Software: "sipedge", OtherAddress: v6x, ResponseOrigin: v6o}, true, false},
 		{"rfc5769 request", unhex(t, rfc5769Request), v6,
