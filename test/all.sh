@@ -21,6 +21,8 @@ if [ "${SKIP_LAB:-0}" != 1 ]; then
   command -v iptables >/dev/null  || need_pkgs+=(iptables)
   command -v conntrack >/dev/null || need_pkgs+=(conntrack)
   command -v baresip >/dev/null   || need_pkgs+=(baresip-core)
+  command -v stun >/dev/null      || need_pkgs+=(stun-client)
+  command -v stund >/dev/null     || need_pkgs+=(stun-server)
   if [ ${#need_pkgs[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
       echo "== installing ${need_pkgs[*]}"
