@@ -94,6 +94,18 @@ type Status struct {
 	Transactions  map[string]int    `json:"transactions"`
 	Counters      map[string]uint64 `json:"counters"`
 	HeapBytes     uint64            `json:"heap_bytes"`
+	// External is sipedge's public address when it is behind a NAT
+	// (external_address), null when it has none or has not learned it.
+	External *External `json:"external"`
+}
+
+// External is the external address and how it was learned.
+type External struct {
+	Address string    `json:"address"`
+	Source  string    `json:"source"` // static|dns|stun|pcp|natpmp|upnp
+	Detail  string    `json:"detail"`
+	Learned time.Time `json:"learned"`
+	Changes uint64    `json:"changes"` // times it changed since start
 }
 
 // Call is one live call as shown by `sipedge call list`.

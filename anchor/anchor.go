@@ -42,9 +42,10 @@ type Config struct {
 	BindIP netip.Addr
 	// AdvertiseIP, if valid, is written into every rewritten SDP.
 	AdvertiseIP netip.Addr
-	// Advertise returns the SIP listener's advertised host for a local
-	// socket; used for SDP when it is an IP and AdvertiseIP is not set.
-	Advertise func(transport string, local netip.AddrPort) (string, int)
+	// Advertise returns the host sipedge is known by to the peer of a
+	// flow (the SIP listener's advertised or external address); used for
+	// SDP when it is an IP and AdvertiseIP is not set.
+	Advertise func(f sipx.Flow) (string, int)
 	// EndCall is called when the relay times a call out (no media); the
 	// proxy sends BYE to both sides.
 	EndCall func(callID, reason string)
@@ -370,7 +371,7 @@ func (a *Anchor) advertiseIP(to sipx.Flow, bind netip.Addr) netip.Addr {
 		return a.cfg.AdvertiseIP
 	}
 	if a.cfg.Advertise != nil {
-		if h, _ := a.cfg.Advertise(to.Transport, to.Local); h != "" {
+		if h, _ := a.cfg.Advertise(to); h != "" {
 			if ip, err := netip.ParseAddr(strings.Trim(h, "[]")); err == nil && !ip.IsUnspecified() {
 				return ip.Unmap()
 			}

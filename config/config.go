@@ -21,6 +21,17 @@ type Config struct {
 	// LocalNets are networks whose peers are never NAT-handled (exempt from
 	// NAT detection and fixes). Default none.
 	LocalNets []Prefix `toml:"local_nets"`
+	// ExternalAddress is sipedge's public address when it runs behind a
+	// NAT: "" (none: sipedge is reachable at its own addresses), an IP, a
+	// host name (resolved, and again at each refresh), "stun:host[:port]"
+	// (asked from the SIP UDP socket), or "auto", "upnp", "natpmp", "pcp"
+	// (asked from the gateway). Peers outside local_nets and sipedge's own
+	// subnets see it in Via, Record-Route, Contact and SDP (split
+	// horizon); a listener's own advertise wins. Default "".
+	ExternalAddress string `toml:"external_address"`
+	// ExternalRefresh is how often a learned external address is asked
+	// again (failures are retried sooner, with backoff). Default 5m.
+	ExternalRefresh Duration `toml:"external_refresh"`
 	// Log controls logging.
 	Log Log `toml:"log"`
 	// Listen lists SIP listeners. Default one UDP and one TCP listener on

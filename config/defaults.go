@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -103,7 +105,8 @@ func Default() *Config {
 			MaxCallDuration: Duration{12 * time.Hour},
 			UDPMaxSize:      1300,
 		},
-		Admin: Admin{Listen: defaultAdminListen},
+		Admin:           Admin{Listen: defaultAdminListen},
+		ExternalRefresh: Duration{5 * time.Minute},
 		Keepalive: Keepalive{
 			Interval: Duration{25 * time.Second},
 			Method:   KeepaliveOptions,
@@ -154,6 +157,39 @@ func (c *Config) UserMedia(u User) string {
 	}
 	return c.Media.Mode
 }
+
+// SplitSTUN parses external_address "stun:host[:port]" into the host and
+// port (default 3478).
+func SplitSTUN(v string) (host string, port int, err error) {
+	hp, ok := strings.CutPrefix(v, "stun:")
+	if !ok || hp == "" {
+		return "", 0, fmt.Errorf("%q: want stun:host or stun:host:port", v)
+	}
+	if h, p, err := net.SplitHostPort(hp); err == nil {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return "", 0, fmt.Errorf("%q: bad port %q", v, p)
+		}
+		return strings.Trim(h, "[]"), n, nil
+	}
+	if strings.Count(hp, ":") > 1 && !strings.HasPrefix(hp, "[") { // bare IPv6
+		if _, err := netip.ParseAddr(hp); err == nil {
+			return hp, 3478, nil
+		}
+	}
+	if strings.ContainsAny(hp, ":[]/ ") {
+		return "", 0, fmt.Errorf("%q: want stun:host or stun:host:port", v)
+	}
+	return hp, 3478, nil
+}
+
+// External address sources.
+const (
+	ExternalAuto   = "auto"
+	ExternalUPnP   = "upnp"
+	ExternalNATPMP = "natpmp"
+	ExternalPCP    = "pcp"
+)
 
 // UserKeepalive returns the keepalive interval for u's flows:
 // u.Keepalive, or keepalive.interval.

@@ -169,3 +169,26 @@ func TestAdminDisabled(t *testing.T) {
 		}
 	}
 }
+
+func TestSplitSTUN(t *testing.T) {
+	for _, c := range []struct {
+		in, host string
+		port     int
+		ok       bool
+	}{
+		{"stun:stun.example.com", "stun.example.com", 3478, true},
+		{"stun:stun.example.com:19302", "stun.example.com", 19302, true},
+		{"stun:198.51.100.1:3479", "198.51.100.1", 3479, true},
+		{"stun:[2001:db8::1]:3479", "2001:db8::1", 3479, true},
+		{"stun:2001:db8::1", "2001:db8::1", 3478, true},
+		{"stun:", "", 0, false},
+		{"stun:host:0", "", 0, false},
+		{"stun:a b", "", 0, false},
+		{"turn:x", "", 0, false},
+	} {
+		h, p, err := SplitSTUN(c.in)
+		if (err == nil) != c.ok || h != c.host || p != c.port {
+			t.Errorf("SplitSTUN(%q) = %q, %d, %v", c.in, h, p, err)
+		}
+	}
+}

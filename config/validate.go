@@ -105,6 +105,7 @@ func (ck *checker) top() {
 		seen[norm] = i
 	}
 	ck.prefixes("local_nets", c.LocalNets)
+	ck.external()
 	ck.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	ck.oneOf("log.format", c.Log.Format, "text", "json")
 	ck.oneOf("nat.mode", c.NAT.Mode, NATAuto, NATForce, NATNever)
@@ -286,6 +287,29 @@ func (ck *checker) proxy() {
 	ck.positive("proxy.max_call_duration", p.MaxCallDuration)
 	if p.UDPMaxSize < 1 || p.UDPMaxSize > 65507 {
 		ck.errorf("proxy.udp_max_size", "must be between 1 and 65507 bytes, not %d", p.UDPMaxSize)
+	}
+}
+
+// external checks external_address and external_refresh.
+func (ck *checker) external() {
+	v := ck.c.ExternalAddress
+	switch {
+	case v == "", v == ExternalAuto, v == ExternalUPnP, v == ExternalNATPMP, v == ExternalPCP:
+	case strings.HasPrefix(v, "stun:"):
+		if _, _, err := SplitSTUN(v); err != nil {
+			ck.errorf("external_address", "%v", err)
+		}
+	default:
+		if ip, err := netip.ParseAddr(v); err == nil {
+			if ip.IsUnspecified() || ip.IsLoopback() || ip.IsMulticast() {
+				ck.errorf("external_address", "%s cannot be sipedge's public address", ip)
+			}
+		} else if !validHostname(v) {
+			ck.errorf("external_address", "%q is neither an IP address, a host name, \"stun:host[:port]\" nor one of auto, upnp, natpmp, pcp", v)
+		}
+	}
+	if v != "" {
+		ck.positive("external_refresh", ck.c.ExternalRefresh)
 	}
 }
 
@@ -826,4 +850,23 @@ func hasControl(s string) bool {
 		}
 	}
 	return false
+}
+
+// validHostname reports whether s looks like a DNS host name: labels of
+// letters, digits and hyphens, separated by dots.
+func validHostname(s string) bool {
+	if len(s) == 0 || len(s) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(strings.TrimSuffix(s, "."), ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, c := range l {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }

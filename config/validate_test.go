@@ -176,6 +176,20 @@ func TestValidate(t *testing.T) {
 			[]string{`t.toml:4: users[0].media: must be "always", "nat" or "never", not "yes"`}},
 		{"media good", lines(`[media]`, `mode = "always"`, `ports = "20000-20099"`, `address = "::"`, `advertise = "203.0.113.9"`, `timeout = "90s"`), nil},
 
+		// external address
+		{"external good ip", lines(`external_address = "203.0.113.7"`), nil},
+		{"external good host", lines(`external_address = "sip.example.com"`), nil},
+		{"external good stun", lines(`external_address = "stun:stun.example.com:3479"`), nil},
+		{"external good auto", lines(`external_address = "auto"`), nil},
+		{"external loopback", lines(`external_address = "127.0.0.1"`),
+			[]string{`t.toml:1: external_address: 127.0.0.1 cannot be sipedge's public address`}},
+		{"external junk", lines(`external_address = "upnp please"`),
+			[]string{`t.toml:1: external_address: "upnp please" is neither an IP address, a host name, "stun:host[:port]" nor one of auto, upnp, natpmp, pcp`}},
+		{"external stun no host", lines(`external_address = "stun:"`),
+			[]string{`t.toml:1: external_address: "stun:": want stun:host or stun:host:port`}},
+		{"external stun bad port", lines(`external_address = "stun:h:99999"`),
+			[]string{`t.toml:1: external_address: "stun:h:99999": bad port "99999"`}},
+
 		// keepalive
 		{"keepalive method", lines(`[keepalive]`, `method = "stun"`),
 			[]string{`t.toml:2: keepalive.method: must be "options" or "crlf", not "stun"`}},

@@ -96,8 +96,13 @@ func (e *Edge) Status() admin.Status {
 	runtime.ReadMemStats(&ms)
 	var doms []string
 	doms = append(doms, e.cfg.Domains...)
+	var ext *admin.External
+	if addr, source, detail, learned := e.External(); addr.IsValid() {
+		ext = &admin.External{Address: addr.String(), Source: source, Detail: detail, Learned: learned, Changes: e.ext.changes.Load()}
+	}
 	return admin.Status{
-		Version: Version, Started: e.started, Uptime: int64(time.Since(e.started) / time.Second),
+		External: ext,
+		Version:  Version, Started: e.started, Uptime: int64(time.Since(e.started) / time.Second),
 		Listeners: append(e.Listeners(), e.STUNListeners()...), Domains: doms, AORs: aors, Registrations: regs, NATed: nated,
 		Transactions: map[string]int{"server": sv, "client": cl},
 		Counters:     e.counters(), HeapBytes: ms.HeapAlloc,
@@ -256,6 +261,10 @@ func (e *Edge) Metrics(w io.Writer) {
 	fmt.Fprintf(w, "# TYPE sipedge_relay_timeouts_total counter\nsipedge_relay_timeouts_total %d\n", rt.Timeouts)
 	e.keepaliveMetrics(w)
 	stunMetrics(w, e.stunStats())
+	if st.External != nil {
+		fmt.Fprintf(w, "# TYPE sipedge_external_address_info gauge\nsipedge_external_address_info{address=%q,source=%q} 1\n", st.External.Address, st.External.Source)
+	}
+	fmt.Fprintf(w, "# TYPE sipedge_external_address_changes_total counter\nsipedge_external_address_changes_total %d\n", e.ext.changes.Load())
 }
 
 // keepaliveMetrics writes the keepalive gauges, counters and the RTT

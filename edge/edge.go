@@ -44,6 +44,7 @@ type listener struct {
 	port      int
 	advHost   string
 	advPort   int
+	explicit  bool // advertise configured: wins over the external address
 }
 
 type trunk struct {
@@ -67,6 +68,7 @@ type Edge struct {
 	stack  *sipx.Stack
 	reg    *registrar.Registrar
 	proxy  *proxy.Proxy
+	ext    externalState
 	ka     *keepalive.Manager
 	// keepalivePolicy is a user's keepalive policy; trunks are the
 	// routes being pinged.
@@ -200,6 +202,9 @@ func Start(cfg *config.Config, opt Options) (_ *Edge, err error) {
 	if err := e.startSTUN(); err != nil {
 		return nil, err
 	}
+	if err := e.startExternal(); err != nil {
+		return nil, err
+	}
 	if err := e.buildRouting(); err != nil {
 		return nil, err
 	}
@@ -210,6 +215,7 @@ func Start(cfg *config.Config, opt Options) (_ *Edge, err error) {
 	for _, f := range e.serve {
 		go f()
 	}
+	e.learnExternal()
 	e.wg.Add(2)
 	go e.housekeeping()
 	go func() {
@@ -296,6 +302,7 @@ func (e *Edge) addListener(tr string, l config.Listen, a net.Addr) {
 	li := listener{transport: tr, local: ap, port: int(ap.Port()), advPort: int(ap.Port())}
 	switch {
 	case l.Advertise != "":
+		li.explicit = true
 		h, p, err := net.SplitHostPort(l.Advertise)
 		if err != nil {
 			li.advHost = l.Advertise
@@ -377,7 +384,7 @@ func (e *Edge) buildRouting() error {
 			return ok
 		},
 		LocalDomain: e.localDomain, CanonicalDomain: e.canonicalDomain, IsSelf: e.isSelf,
-		Advertise: e.advertise,
+		Advertise: e.Advertise,
 		Auth:      e.proxyAuth,
 		Challenge: func(req *sipx.Request, stale bool) *sipx.Response {
 			return e.challenge(req, stale, 407)
@@ -417,7 +424,7 @@ func (e *Edge) startMedia() error {
 	}
 	e.anchor = anchor.New(anchor.Config{
 		Relay: e.relay, Default: m.Mode, BindIP: bind, AdvertiseIP: adv,
-		Advertise: e.advertise,
+		Advertise: e.Advertise,
 		EndCall:   func(id, reason string) { e.proxy.EndCall(id, reason) },
 		Logger:    e.log,
 	})

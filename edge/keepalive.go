@@ -38,7 +38,7 @@ func (e *Edge) startKeepalive() {
 		Timeout: c.Timeout.Duration, Lagged: c.Lagged.Duration, Misses: c.Misses,
 		Send: func(f sipx.Flow, b []byte) error { return e.stack.SendRaw(b, f) },
 		Build: func(f sipx.Flow, branch string) []byte {
-			host, port := e.advertise(f.Transport, f.Local)
+			host, port := e.Advertise(f)
 			return keepalive.OptionsPing(f, branch, host, port, e.cfg.Domains[0])
 		},
 		// A flow is held by a registration while a live binding that
@@ -74,6 +74,9 @@ var stunOptions = &stun.ResponderOptions{Software: "sipedge"}
 // socket (a phone's RFC 5626 §8 keepalive, or a STUN-only phone finding
 // its public address) from the same socket. Anything else is dropped.
 func (e *Edge) answerSTUN(b []byte, f sipx.Flow, reply func([]byte)) {
+	if e.stunAnswer(b, f.Remote) { // an answer to our own query (external address)
+		return
+	}
 	var buf [256]byte
 	if out, ok := stun.Respond(buf[:0], b, f.Remote, stunOptions); ok {
 		e.metrics.stunAnswered.Add(1)

@@ -157,8 +157,11 @@ func (e *Edge) proxyAuth(req *sipx.Request, f sipx.Flow) proxy.AuthResult {
 // localDomain reports whether host is one of our domains or addresses.
 func (e *Edge) localDomain(host string) bool {
 	h := strings.ToLower(strings.Trim(host, "[]"))
-	_, ok := e.domains[h]
-	return ok
+	if _, ok := e.domains[h]; ok {
+		return true
+	}
+	ip, err := netip.ParseAddr(h)
+	return err == nil && e.isExternal(ip)
 }
 
 // canonicalDomain maps any local host (a domain or one of our IPs) to the
@@ -186,13 +189,34 @@ func (e *Edge) isSelf(host string, port int) bool {
 				return true
 			}
 		}
+		if ip, err := netip.ParseAddr(h); err == nil && !l.explicit && e.isExternal(ip) {
+			return true
+		}
 	}
 	return false
 }
 
-// advertise returns the host and port to put in Via/Record-Route for a
-// message leaving from local on transport.
-func (e *Edge) advertise(transport string, local netip.AddrPort) (string, int) {
+// Advertise returns the host and port to put in Via/Record-Route (and
+// SDP) for a message sent on flow f: the listener's configured advertise
+// address if any; else, when sipedge has an external address and f's peer
+// is not local, the external address (split horizon); else the
+// listener's own address.
+func (e *Edge) Advertise(f sipx.Flow) (string, int) {
+	l := e.listenerFor(f.Transport, f.Local)
+	if l == nil {
+		return "127.0.0.1", 5060
+	}
+	if !l.explicit {
+		if ip, ok := e.externalFor(f.Remote.Addr()); ok {
+			return ip.String(), l.advPort
+		}
+	}
+	return l.advHost, l.advPort
+}
+
+// listenerFor finds the listener of socket local on transport, else the
+// first of that transport, else the first at all.
+func (e *Edge) listenerFor(transport string, local netip.AddrPort) *listener {
 	var first *listener
 	for i := range e.listeners {
 		l := &e.listeners[i]
@@ -203,16 +227,13 @@ func (e *Edge) advertise(transport string, local netip.AddrPort) (string, int) {
 			first = l
 		}
 		if l.local == local {
-			return l.advHost, l.advPort
+			return l
 		}
 	}
 	if first == nil && len(e.listeners) > 0 {
 		first = &e.listeners[0]
 	}
-	if first == nil {
-		return "127.0.0.1", 5060
-	}
-	return first.advHost, first.advPort
+	return first
 }
 
 // trusted reports whether src is a trusted trunk's address.

@@ -273,7 +273,7 @@ func (p *Proxy) byeRequest(target string, routes []string, from, to, callID stri
 	if target == "" {
 		return nil
 	}
-	host, port := p.cfg.Advertise(flow.Transport, flow.Local)
+	host, port := p.cfg.Advertise(flow)
 	tr := strings.ToUpper(flow.Transport)
 	var b strings.Builder
 	b.WriteString("BYE " + target + " SIP/2.0\r\n")

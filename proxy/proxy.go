@@ -95,8 +95,9 @@ type Config struct {
 	// IsSelf reports whether host:port is this server (Route, loops).
 	IsSelf func(host string, port int) bool
 	// Advertise returns the host and port to put in Via/Record-Route for
-	// messages sent from socket local on transport.
-	Advertise func(transport string, local netip.AddrPort) (string, int)
+	// a message sent on flow f. The answer may depend on f's peer (split
+	// horizon: a LAN peer gets our LAN address, others the external one).
+	Advertise func(f sipx.Flow) (string, int)
 	// Auth checks Proxy-Authorization; Challenge builds a 407.
 	Auth      func(req *sipx.Request, f sipx.Flow) AuthResult
 	Challenge func(req *sipx.Request, stale bool) *sipx.Response
@@ -547,7 +548,7 @@ func (p *Proxy) decMaxForwards(r *sipx.Request) {
 // pushVia adds our Via for sending on flow to, remembering the upstream
 // flow in a parameter.
 func (p *Proxy) pushVia(r *sipx.Request, to sipx.Flow, branch string, up sipx.Flow) {
-	host, port := p.cfg.Advertise(to.Transport, to.Local)
+	host, port := p.cfg.Advertise(to)
 	v := &sipx.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: strings.ToUpper(to.Transport),
 		Host: host, Port: port, Params: sipx.NewParams()}
 	v.Params.Add("branch", branch)
@@ -561,14 +562,16 @@ func (p *Proxy) pushVia(r *sipx.Request, to sipx.Flow, branch string, up sipx.Fl
 func consumeCredentials(r *sipx.Request) { sipx.RemoveHeaders(r, "Proxy-Authorization") }
 
 // recordRoute inserts our Record-Route carrying both sides' flows. When the
-// request changes transport, two entries are added (RFC 5658), one for
-// each side, so each side reaches us over its own transport.
+// request changes transport, or each side knows us by another address
+// (split horizon: a LAN phone and one on the internet), two entries are
+// added (RFC 5658), one for each side, so each side reaches us over its
+// own transport at an address it can reach.
 func (p *Proxy) recordRoute(r *sipx.Request, up sipx.Flow, upNAT bool, down target) {
 	ftag, _ := r.From().Params.Get("tag")
-	mk := func(transport string, local netip.AddrPort) *sipx.RecordRoute {
-		host, port := p.cfg.Advertise(transport, local)
+	mk := func(f sipx.Flow) *sipx.RecordRoute {
+		host, port := p.cfg.Advertise(f)
 		u := sipx.Uri{Scheme: "sip", Host: host, Port: port, UriParams: sipx.NewParams()}
-		if transport == sipx.TCP {
+		if f.Transport == sipx.TCP {
 			u.UriParams.Add("transport", "tcp")
 		}
 		u.UriParams.Add("lr", "")
@@ -582,10 +585,11 @@ func (p *Proxy) recordRoute(r *sipx.Request, up sipx.Flow, upNAT bool, down targ
 		p.signRoute(&u)
 		return &sipx.RecordRoute{Address: u}
 	}
-	if up.Transport != down.flow.Transport {
-		r.PrependHeader(mk(up.Transport, up.Local))
+	upRR, downRR := mk(up), mk(down.flow)
+	if up.Transport != down.flow.Transport || upRR.Address.Host != downRR.Address.Host || upRR.Address.Port != downRR.Address.Port {
+		r.PrependHeader(upRR)
 	}
-	r.PrependHeader(mk(down.flow.Transport, down.flow.Local))
+	r.PrependHeader(downRR)
 }
 
 func dialogCreating(m sipx.RequestMethod) bool {
