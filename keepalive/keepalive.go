@@ -436,7 +436,7 @@ func (m *Manager) Step() time.Time {
 			recheck = append(recheck, e)
 			continue
 		}
-		out = append(out, m.send(e, now))
+		out = append(out, m.send(e, now, &changes))
 	}
 	m.mu.Unlock()
 
@@ -455,7 +455,7 @@ func (m *Manager) Step() time.Time {
 		case !e.held() && (!ok || pol.Interval <= 0):
 			m.drop(e)
 		default:
-			out = append(out, m.send(e, now))
+			out = append(out, m.send(e, now, &changes))
 		}
 		m.mu.Unlock()
 	}
@@ -484,8 +484,16 @@ func (m *Manager) Step() time.Time {
 
 var crlfPing = []byte("\r\n\r\n")
 
-// send marks a ping sent on e and schedules the next. m.mu is held.
-func (m *Manager) send(e *entry, now time.Time) ping {
+// send marks a ping sent on e and schedules the next. A ping still
+// unanswered (a step ran late, or the timeout is as long as the interval)
+// is counted missed first, not forgotten; its status change, if any, is
+// appended to changes. m.mu is held.
+func (m *Manager) send(e *entry, now time.Time, changes *[]change) ping {
+	if !e.sentAt.IsZero() {
+		if c, ok := m.miss(e, now); ok {
+			*changes = append(*changes, c)
+		}
+	}
 	e.sent++
 	e.next = Next(e.phase, e.pol.Interval, now)
 	p := ping{f: e.f, method: e.pol.Method}

@@ -26,7 +26,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sipedge/sipedge/bench/rtp/internal/procstat"
+	"github.com/sipedge/sipedge/bench/internal/procstat"
 )
 
 // result is the part of rtpload's JSON the summary uses.

@@ -34,7 +34,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sipedge/sipedge/bench/rtp/internal/procstat"
+	"github.com/sipedge/sipedge/bench/internal/procstat"
 )
 
 type options struct {
