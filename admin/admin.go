@@ -97,6 +97,18 @@ type Status struct {
 	// External is sipedge's public address when it is behind a NAT
 	// (external_address), null when it has none or has not learned it.
 	External *External `json:"external"`
+	// PortMappings are the mappings sipedge holds on its NAT router
+	// (external_address = auto, pcp, natpmp or upnp).
+	PortMappings []PortMapping `json:"port_mappings"`
+}
+
+// PortMapping is one port forwarded to sipedge by its router.
+type PortMapping struct {
+	Protocol  string    `json:"protocol"`  // pcp|natpmp|upnp
+	Transport string    `json:"transport"` // udp|tcp
+	Internal  string    `json:"internal"`
+	External  string    `json:"external"`
+	Expires   time.Time `json:"expires,omitzero"`
 }
 
 // External is the external address and how it was learned.

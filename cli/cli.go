@@ -608,6 +608,12 @@ func status(args []string, stdout io.Writer) error {
 	for _, l := range st.Listeners {
 		fmt.Fprintf(stdout, "  listening %s\n", l)
 	}
+	if x := st.External; x != nil {
+		fmt.Fprintf(stdout, "  external address %s (%s: %s, since %s)\n", x.Address, x.Source, x.Detail, x.Learned.Format(time.RFC3339))
+	}
+	for _, m := range st.PortMappings {
+		fmt.Fprintf(stdout, "  router forwards %s %s -> %s (%s)\n", m.Transport, m.External, m.Internal, m.Protocol)
+	}
 	fmt.Fprintf(stdout, "  domains %s\n", strings.Join(st.Domains, ", "))
 	fmt.Fprintf(stdout, "  registrations %d (%d NATed) in %d AORs\n", st.Registrations, st.NATed, st.AORs)
 	fmt.Fprintf(stdout, "  transactions %d server, %d client\n", st.Transactions["server"], st.Transactions["client"])

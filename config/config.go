@@ -51,6 +51,9 @@ type Config struct {
 	Admin Admin `toml:"admin"`
 	// Media controls the embedded RTP/RTCP relay.
 	Media Media `toml:"media"`
+	// Portmap controls the port mappings sipedge asks its NAT router for
+	// (external_address = "auto", "pcp", "natpmp" or "upnp").
+	Portmap Portmap `toml:"portmap"`
 	// Keepalive controls the pings that hold NAT bindings open and
 	// measure each peer's round-trip time ("qualify").
 	Keepalive Keepalive `toml:"keepalive"`
@@ -175,6 +178,19 @@ type Admin struct {
 	// Token for bearer auth. Default: generated and stored in
 	// DataDir/admin.token.
 	Token string `toml:"token"`
+}
+
+// Portmap controls the mappings sipedge keeps on its NAT router.
+type Portmap struct {
+	// CheckInterval: how often the router is asked whether it still holds
+	// the mappings (a rebooted router has forgotten them) and what its
+	// external address is. Default 60s.
+	CheckInterval Duration `toml:"check_interval"`
+	// RTPRangeMax: the media port range is mapped as a whole when it has
+	// at most this many ports; a larger one (the default 30000-39999) is
+	// mapped per call, each leg's RTP and RTCP port while the call lasts.
+	// Default 64.
+	RTPRangeMax int `toml:"rtp_range_max"`
 }
 
 // Keepalive controls keepalives: for every flow a registration or a call

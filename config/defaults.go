@@ -107,6 +107,7 @@ func Default() *Config {
 		},
 		Admin:           Admin{Listen: defaultAdminListen},
 		ExternalRefresh: Duration{5 * time.Minute},
+		Portmap:         Portmap{CheckInterval: Duration{time.Minute}, RTPRangeMax: 64},
 		Keepalive: Keepalive{
 			Interval: Duration{25 * time.Second},
 			Method:   KeepaliveOptions,

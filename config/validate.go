@@ -311,6 +311,10 @@ func (ck *checker) external() {
 	if v != "" {
 		ck.positive("external_refresh", ck.c.ExternalRefresh)
 	}
+	ck.positive("portmap.check_interval", ck.c.Portmap.CheckInterval)
+	if n := ck.c.Portmap.RTPRangeMax; n < 0 || n > 10000 {
+		ck.errorf("portmap.rtp_range_max", "must be between 0 and 10000 ports, not %d", n)
+	}
 }
 
 func (ck *checker) keepalive() {

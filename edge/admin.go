@@ -100,9 +100,14 @@ func (e *Edge) Status() admin.Status {
 	if addr, source, detail, learned := e.External(); addr.IsValid() {
 		ext = &admin.External{Address: addr.String(), Source: source, Detail: detail, Learned: learned, Changes: e.ext.changes.Load()}
 	}
+	pms := []admin.PortMapping{}
+	for _, m := range e.PortMappings() {
+		pms = append(pms, admin.PortMapping{Protocol: string(m.Protocol), Transport: m.Transport,
+			Internal: m.Internal.String(), External: m.External.String(), Expires: m.Expires})
+	}
 	return admin.Status{
-		External: ext,
-		Version:  Version, Started: e.started, Uptime: int64(time.Since(e.started) / time.Second),
+		External: ext, PortMappings: pms,
+		Version: Version, Started: e.started, Uptime: int64(time.Since(e.started) / time.Second),
 		Listeners: append(e.Listeners(), e.STUNListeners()...), Domains: doms, AORs: aors, Registrations: regs, NATed: nated,
 		Transactions: map[string]int{"server": sv, "client": cl},
 		Counters:     e.counters(), HeapBytes: ms.HeapAlloc,

@@ -30,6 +30,7 @@ import (
 	"github.com/sipedge/sipedge/config"
 	"github.com/sipedge/sipedge/keepalive"
 	"github.com/sipedge/sipedge/location"
+	"github.com/sipedge/sipedge/portmap"
 	"github.com/sipedge/sipedge/proxy"
 	"github.com/sipedge/sipedge/registrar"
 	"github.com/sipedge/sipedge/relay"
@@ -55,6 +56,7 @@ type trunk struct {
 // Edge is a running sipedge.
 type Edge struct {
 	cfg *config.Config
+	opt Options
 	log *slog.Logger
 
 	db     *bbolt.DB
@@ -69,6 +71,7 @@ type Edge struct {
 	reg    *registrar.Registrar
 	proxy  *proxy.Proxy
 	ext    externalState
+	pm     portmapState
 	ka     *keepalive.Manager
 	// keepalivePolicy is a user's keepalive policy; trunks are the
 	// routes being pinged.
@@ -99,6 +102,10 @@ type Options struct {
 	// UDPReaders is the number of SO_REUSEPORT sockets per UDP listener.
 	// Default GOMAXPROCS.
 	UDPReaders int
+	// Gateway, if set, is where external_address = "auto" (or pcp,
+	// natpmp, upnp) looks for the router instead of the default route
+	// (tests point it at a fake gateway). Its Local is sipedge's address.
+	Gateway *portmap.DiscoverConfig
 }
 
 // Start opens the stores, binds every listener and starts serving. It
@@ -110,7 +117,7 @@ func Start(cfg *config.Config, opt Options) (_ *Edge, err error) {
 	if opt.UDPReaders <= 0 {
 		opt.UDPReaders = runtime.GOMAXPROCS(0)
 	}
-	e := &Edge{cfg: cfg, log: opt.Logger, stop: make(chan struct{}), started: time.Now(), domains: map[string]struct{}{}}
+	e := &Edge{cfg: cfg, opt: opt, log: opt.Logger, stop: make(chan struct{}), started: time.Now(), domains: map[string]struct{}{}}
 	defer func() {
 		if err != nil {
 			e.Shutdown(context.Background())
@@ -409,6 +416,7 @@ func (e *Edge) startMedia() error {
 		Learning: m.Learning.Duration, Probation: m.Probation,
 		Timeout: m.Timeout.Duration, HoldTimeout: m.HoldTimeout.Duration,
 		OnTimeout: func(id, reason string) { e.anchor.Timeout(id, reason) },
+		OnPorts:   e.mediaPorts,
 		Logger:    e.log,
 	})
 	if err != nil {
@@ -492,6 +500,7 @@ func (e *Edge) Shutdown(ctx context.Context) {
 	done := make(chan struct{})
 	go func() {
 		e.wg.Wait()
+		e.closePortmap() // first: the router forgets us while we still answer
 		for i := len(e.closers) - 1; i >= 0; i-- {
 			e.closers[i]()
 		}

@@ -128,8 +128,6 @@ func (e *Edge) startExternal() error {
 	switch {
 	case v == "":
 		return nil
-	case v == config.ExternalAuto, v == config.ExternalUPnP, v == config.ExternalNATPMP, v == config.ExternalPCP:
-		return fmt.Errorf("edge: external_address = %q: asking the router is not built yet; use a fixed IP, a host name or stun:host", v)
 	}
 	if ip, err := netip.ParseAddr(v); err == nil {
 		e.setExternal(ip, "static", "external_address")
@@ -142,6 +140,11 @@ func (e *Edge) startExternal() error {
 // background with backoff), then again every external_refresh.
 func (e *Edge) learnExternal() {
 	v := e.cfg.ExternalAddress
+	switch v {
+	case config.ExternalAuto, config.ExternalUPnP, config.ExternalNATPMP, config.ExternalPCP:
+		e.startPortmap()
+		return
+	}
 	if _, err := netip.ParseAddr(v); v == "" || err == nil {
 		return
 	}

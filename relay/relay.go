@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"runtime"
 	"slices"
 	"sync"
@@ -41,6 +42,10 @@ type Config struct {
 	OneWayAfter time.Duration
 	// SocketBuffer is SO_RCVBUF/SO_SNDBUF per socket; default 256 KiB.
 	SocketBuffer int
+	// OnPorts, if set, is told when a leg's port pair (rtp, rtp+1) on
+	// bind is opened and when it is closed (e.g. to map it on a NAT
+	// router). It is called with the session locked and must not block.
+	OnPorts func(bind netip.Addr, rtp int, open bool)
 	// OnTimeout is called once per timed-out session, from the housekeeping
 	// goroutine, without locks held; the relay deletes the session right after.
 	// It may call any method except Close (which waits for housekeeping).

@@ -148,6 +148,9 @@ func (s *Session) Leg(stream int, side Side, bind netip.Addr) (rtpPort int, err 
 			return 0, err
 		}
 	}
+	if h := s.r.cfg.OnPorts; h != nil {
+		h(bind, port, true)
+	}
 	return port, nil
 }
 
@@ -164,6 +167,9 @@ func (s *Session) closeLeg(l *leg) {
 	}
 	if l.port != 0 {
 		s.r.ports.release(l.port)
+		if h := s.r.cfg.OnPorts; h != nil {
+			h(l.bind, l.port, false)
+		}
 		l.port = 0
 	}
 }

@@ -104,6 +104,13 @@ type Server struct {
 // end of the test.
 func Start(tb testing.TB, toml string, mutate ...func(*config.Config)) *Server {
 	tb.Helper()
+	return StartWith(tb, edge.Options{}, toml, mutate...)
+}
+
+// StartWith is Start with process-level options (e.g. a fake gateway for
+// external_address = "auto"); Logger and UDPReaders are set here.
+func StartWith(tb testing.TB, opt edge.Options, toml string, mutate ...func(*config.Config)) *Server {
+	tb.Helper()
 	cfg, err := config.Parse("test.toml", []byte(toml))
 	if err != nil {
 		tb.Fatalf("edgetest: config does not parse:\n%v\n--- config ---\n%s", err, toml)
@@ -117,10 +124,10 @@ func Start(tb testing.TB, toml string, mutate ...func(*config.Config)) *Server {
 	if err := cfg.Validate(); err != nil {
 		tb.Fatalf("edgetest: config is invalid: %v", err)
 	}
-	return start(tb, cfg)
+	return start(tb, cfg, opt)
 }
 
-func start(tb testing.TB, cfg *config.Config) *Server {
+func start(tb testing.TB, cfg *config.Config, opt edge.Options) *Server {
 	tb.Helper()
 	w := &tbWriter{tb: tb}
 	level := slog.LevelWarn
@@ -131,7 +138,8 @@ func start(tb testing.TB, cfg *config.Config) *Server {
 		level = slog.LevelInfo
 	}
 	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
-	e, err := edge.Start(cfg, edge.Options{Logger: log, UDPReaders: 2})
+	opt.Logger, opt.UDPReaders = log, 2
+	e, err := edge.Start(cfg, opt)
 	if err != nil {
 		tb.Fatalf("edgetest: start: %v", err)
 	}
@@ -176,7 +184,7 @@ func (s *Server) Restart(tb testing.TB) *Server {
 			cfg.Listen[i].Address = s.TCP.String()
 		}
 	}
-	return start(tb, cfg)
+	return start(tb, cfg, edge.Options{Gateway: s.Edge.Options().Gateway})
 }
 
 // Phone opens a fake phone aimed at the server: Server is set from the
