@@ -408,34 +408,28 @@ func decodeAddress(v []byte, key *[16]byte) (netip.AddrPort, error) {
 	if key != nil {
 		port ^= uint16(key[0])<<8 | uint16(key[1])
 	}
-	var ip netip.Addr
+	n := 0 // address length
 	switch v[1] {
 	case familyIPv4:
-		if len(v) != 8 {
-			return netip.AddrPort{}, ErrBadAddress
-		}
-		var a [4]byte
-		copy(a[:], v[4:8])
-		if key != nil {
-			for i := range a {
-				a[i] ^= key[i]
-			}
-		}
-		ip = netip.AddrFrom4(a)
+		n = 4
 	case familyIPv6:
-		if len(v) != 20 {
-			return netip.AddrPort{}, ErrBadAddress
-		}
-		var a [16]byte
-		copy(a[:], v[4:20])
-		if key != nil {
-			for i := range a {
-				a[i] ^= key[i]
-			}
-		}
-		ip = netip.AddrFrom16(a)
+		n = 16
 	default:
 		return netip.AddrPort{}, fmt.Errorf("%w (unknown family 0x%02X)", ErrBadAddress, v[1])
+	}
+	if len(v) != 4+n {
+		return netip.AddrPort{}, ErrBadAddress
+	}
+	var a [16]byte
+	copy(a[:n], v[4:])
+	if key != nil {
+		for i := range n {
+			a[i] ^= key[i]
+		}
+	}
+	ip := netip.AddrFrom16(a)
+	if n == 4 {
+		ip = netip.AddrFrom4([4]byte(a[:4]))
 	}
 	return netip.AddrPortFrom(ip, port), nil
 }

@@ -218,19 +218,7 @@ func TestLabProbe(t *testing.T) {
 	life := l.StartProbe(NSA, "lifetime", "--lifetime", "--lifetime-max", stunLifetimeMax.String(), EdgeSTUN)
 
 	order := []string{NSA, NSB, NSPub}
-	runs := map[string]*ProbeRun{}
-	for _, ns := range order {
-		runs[ns] = l.StartProbe(ns, "rfc5780", EdgeSTUN)
-	}
-	var wg sync.WaitGroup
-	for _, ns := range order {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			runs[ns].Wait(30 * time.Second)
-		}()
-	}
-	wg.Wait()
+	runs := l.probeAll(order, "rfc5780", EdgeSTUN)
 	var rows []string
 	for _, ns := range order {
 		r := runs[ns]
@@ -523,19 +511,7 @@ func TestLabSTUNInterop(t *testing.T) {
 	// sipedge probe against stund (a classic RFC 3489 server).
 	var rows []string
 	{
-		runs := map[string]*ProbeRun{}
-		for _, ns := range order {
-			runs[ns] = l.StartProbe(ns, "stund", stundAddr)
-		}
-		var wg sync.WaitGroup
-		for _, ns := range order {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				runs[ns].Wait(30 * time.Second)
-			}()
-		}
-		wg.Wait()
+		runs := l.probeAll(order, "stund", stundAddr)
 		for _, ns := range order {
 			r := runs[ns]
 			rows = append(rows, probeRow(ns+" -> stund "+stundAddr+": sipedge probe", r))
@@ -557,6 +533,25 @@ func TestLabSTUNInterop(t *testing.T) {
 	}
 	writeTable(t, l, "| client run | verdict (Primary:) | return value | exit code | time |\n|---|---|---|---|---|", stunRows)
 	writeTable(t, l, probeTableHead, rows)
+}
+
+// probeAll runs `sipedge probe --json server` in every namespace of
+// order at once and waits for all of them.
+func (l *Lab) probeAll(order []string, label, server string) map[string]*ProbeRun {
+	runs := map[string]*ProbeRun{}
+	for _, ns := range order {
+		runs[ns] = l.StartProbe(ns, label, server)
+	}
+	var wg sync.WaitGroup
+	for _, ns := range order {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runs[ns].Wait(30 * time.Second)
+		}()
+	}
+	wg.Wait()
+	return runs
 }
 
 // checkStundServer checks what the probe learnt about stund, an RFC 3489
