@@ -44,13 +44,14 @@ func (e *Edge) startKeepalive() {
 		// A flow is held by a registration while a live binding that
 		// qualifies uses it; the first such binding's user decides the
 		// interval.
-		Policy: func(f sipx.Flow) (keepalive.Policy, bool) {
-			for _, b := range e.loc.FindByFlow(f) {
+		Policy: func(f sipx.Flow) (pol keepalive.Policy, ok bool) {
+			e.loc.EachByFlow(f, func(b *location.Binding) bool {
 				if e.keepAlive(b) {
-					return policy(b.User), true
+					pol, ok = policy(b.User), true
 				}
-			}
-			return keepalive.Policy{}, false
+				return !ok
+			})
+			return pol, ok
 		},
 		OnStatus: e.keepaliveStatus,
 		Logger:   e.log,
@@ -59,7 +60,7 @@ func (e *Edge) startKeepalive() {
 	// Registrations that survived a restart: their NAT bindings may still
 	// be open, and pinging them is what keeps incoming calls working.
 	e.loc.All(func(b location.Binding) bool {
-		if e.keepAlive(b) {
+		if e.keepAlive(&b) {
 			e.ka.Track(b.Flow, policy(b.User), true)
 		}
 		return true
@@ -85,13 +86,13 @@ func (e *Edge) answerSTUN(b []byte, f sipx.Flow, reply func([]byte)) {
 }
 
 // keepAlive reports whether a binding's flow gets keepalives.
-func (e *Edge) keepAlive(b location.Binding) bool {
+func (e *Edge) keepAlive(b *location.Binding) bool {
 	return b.NAT || e.cfg.Keepalive.All
 }
 
 // bound is told of each binding a REGISTER created or refreshed.
 func (e *Edge) bound(b location.Binding) {
-	if e.keepAlive(b) {
+	if e.keepAlive(&b) {
 		e.ka.Track(b.Flow, e.keepalivePolicy(b.User), false)
 	}
 }

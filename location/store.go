@@ -350,6 +350,28 @@ func (s *Store) FindByFlow(f sipx.Flow) []Binding {
 	return out
 }
 
+// EachByFlow calls fn for each unexpired binding registered over flow f,
+// until fn returns false, without copying them: fn must only read the
+// binding and must not keep it (the keepalive's per-ping check, which
+// FindByFlow's copies made allocate).
+func (s *Store) EachByFlow(f sipx.Flow, fn func(b *Binding) bool) {
+	if f.IsZero() {
+		return
+	}
+	now := s.now()
+	for _, aor := range s.flows.lookup(s.flows.hash(f)) {
+		sh := s.shard(aor)
+		sh.mu.RLock()
+		bs := sh.m[aor] // copy on write: safe to read after unlocking
+		sh.mu.RUnlock()
+		for i := range bs {
+			if bs[i].Flow == f && !bs[i].Expired(now) && !fn(&bs[i]) {
+				return
+			}
+		}
+	}
+}
+
 // replace stores bs as the bindings of aor (deleting it when empty) in
 // place of old, and keeps counters, the flow index, the dirty set and
 // sh.next in step. sh.mu must be held for writing; aor must be the

@@ -500,3 +500,29 @@ func TestCompactSharesStrings(t *testing.T) {
 		t.Errorf("user agent not interned")
 	}
 }
+
+func TestEachByFlow(t *testing.T) {
+	c := newClock()
+	s := mustOpen(t, c)
+	f, other := udpFlow("203.0.113.5:4000"), udpFlow("203.0.113.5:4001")
+	for _, aor := range []string{"a@x", "b@x"} {
+		if _, err := s.Update(aor, func([]Binding) ([]Binding, error) {
+			return []Binding{{AOR: aor, User: aor[:1], ContactURI: "sip:" + aor, Flow: f, Expires: c.Now().Add(time.Hour)},
+				{AOR: aor, ContactURI: "sip:o" + aor, Flow: other, Expires: c.Now().Add(time.Hour)}}, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var users []string
+	s.EachByFlow(f, func(b *Binding) bool { users = append(users, b.User); return true })
+	slices.Sort(users)
+	if strings.Join(users, ",") != "a,b" {
+		t.Fatalf("EachByFlow visited %v", users)
+	}
+	n := 0
+	s.EachByFlow(f, func(*Binding) bool { n++; return false })
+	if n != 1 {
+		t.Fatalf("EachByFlow went on after false: %d calls", n)
+	}
+	s.EachByFlow(sipx.Flow{}, func(*Binding) bool { t.Fatal("zero flow matched"); return true })
+}
