@@ -23,6 +23,10 @@ if [ "${SKIP_LAB:-0}" != 1 ]; then
   command -v baresip >/dev/null   || need_pkgs+=(baresip-core)
   command -v stun >/dev/null      || need_pkgs+=(stun-client)
   command -v stund >/dev/null     || need_pkgs+=(stun-server)
+  # miniupnpd for TestLabEdgeBehindRouter (sipedge behind a UPnP/NAT-PMP/PCP
+  # router); this package ships no service, nothing starts on install.
+  command -v miniupnpd >/dev/null || need_pkgs+=(miniupnpd-iptables)
+  command -v iptables-legacy >/dev/null || need_pkgs+=(iptables)
   if [ ${#need_pkgs[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
       echo "== installing ${need_pkgs[*]}"

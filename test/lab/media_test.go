@@ -88,7 +88,27 @@ type audioOpts struct {
 	BeforeDial func() // runs right before the caller dials
 	// BeforeHangup runs at the end of the talk, while the call is up.
 	BeforeHangup func()
+	// Proxy is the softphones' outbound proxy ("ip:port"); default
+	// EdgeSIP.
+	Proxy string
+	// Relay is where the relay's traffic is counted; default edgeRelay.
+	Relay *relaySpot
 }
+
+// relaySpot is where a call's relayed media is counted: a sniffer on Iface
+// in NS sees packets to and from IP on ports Min..Max (the relay's public
+// address and port range).
+type relaySpot struct {
+	NS, Iface, IP string
+	Min, Max      uint16
+}
+
+func (r relaySpot) has(p uint16) bool { return p >= r.Min && p <= r.Max }
+
+func (r relaySpot) String() string { return fmt.Sprintf("%s:%d-%d", r.IP, r.Min, r.Max) }
+
+// edgeRelay is sipedge's relay in se-edge: RelayPorts on EdgeIP.
+var edgeRelay = relaySpot{NSEdge, IfPublic, EdgeIP, relayPortMin, relayPortMax}
 
 // audioResult is what one call left.
 type audioResult struct {
@@ -114,17 +134,20 @@ func audioCall(t *testing.T, l *Lab, s *Sipedge, from, to Phone, opts audioOpts)
 	if opts.Talk == 0 {
 		opts.Talk = talkTime
 	}
+	if opts.Relay == nil {
+		opts.Relay = &edgeRelay
+	}
 	r := audioResult{From: from, To: to}
 	t0 := time.Now()
-	r.Callee = l.StartSoftphone(SoftphoneSpec{Phone: to, ToneHz: calleeTone, AutoAnswer: true})
-	r.Caller = l.StartSoftphone(SoftphoneSpec{Phone: from, ToneHz: callerTone})
+	r.Callee = l.StartSoftphone(SoftphoneSpec{Phone: to, ToneHz: calleeTone, AutoAnswer: true, Proxy: opts.Proxy})
+	r.Caller = l.StartSoftphone(SoftphoneSpec{Phone: from, ToneHz: callerTone, Proxy: opts.Proxy})
 	for _, sp := range []*Softphone{r.Callee, r.Caller} {
 		if err := sp.WaitRegistered(10 * time.Second); err != nil {
 			t.Fatalf("%v\n(baresip log: %s)", err, sp.Proc.Stdout)
 		}
 	}
 	registered := time.Since(t0)
-	relay := startRelayCapture(t, l)
+	relay := startRelayCapture(t, l, *opts.Relay)
 	if opts.BeforeDial != nil {
 		opts.BeforeDial()
 	}
@@ -173,7 +196,7 @@ func audioCall(t *testing.T, l *Lab, s *Sipedge, from, to Phone, opts audioOpts)
 	r.Caller.Stop()
 	r.Relay = relay.stop()
 	t.Logf("hang-up and softphone shutdown took %v", time.Since(t1).Round(time.Millisecond))
-	t.Logf("relay ports %s on %s: packets in by source %v, out by destination %v", RelayPorts, EdgeIP, r.Relay.In, r.Relay.Out)
+	t.Logf("relay ports %s (seen in %s): packets in by source %v, out by destination %v", opts.Relay, opts.Relay.NS, r.Relay.In, r.Relay.Out)
 
 	for _, c := range []struct {
 		sp      *Softphone
@@ -660,20 +683,20 @@ type relayCounter struct {
 
 func relayPort(p uint16) bool { return p >= relayPortMin && p <= relayPortMax }
 
-// startRelayCapture starts counting the relay's traffic.
-func startRelayCapture(t *testing.T, l *Lab) *relayCounter {
+// startRelayCapture starts counting the relay's traffic at spot.
+func startRelayCapture(t *testing.T, l *Lab, spot relaySpot) *relayCounter {
 	t.Helper()
 	c := &relayCounter{tr: relayTraffic{
 		In: map[string]int{}, Out: map[string]int{}, CallPorts: map[uint16]bool{},
 		InFlows: map[flowKey]int{}, OutFlows: map[flowKey]int{},
 		AttackTo: map[uint16]int{}, FirstAttack: map[uint16]time.Time{}, FirstOther: map[uint16]time.Time{},
 	}}
-	edgeIP := netip.MustParseAddr(EdgeIP)
-	c.sniffer = sniffUDP(t, NSEdge, IfPublic, func(p sniffed) {
+	relayIP := netip.MustParseAddr(spot.IP)
+	c.sniffer = sniffUDP(t, spot.NS, spot.Iface, func(p sniffed) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		tr := &c.tr
-		if p.dst.Addr() == edgeIP && relayPort(p.dst.Port()) {
+		if p.dst.Addr() == relayIP && spot.has(p.dst.Port()) {
 			port := p.dst.Port()
 			tr.In[p.src.Addr().String()]++
 			tr.InFlows[flowKey{p.src, port}]++
@@ -689,7 +712,7 @@ func startRelayCapture(t *testing.T, l *Lab) *relayCounter {
 				}
 			}
 		}
-		if p.src.Addr() == edgeIP && relayPort(p.src.Port()) {
+		if p.src.Addr() == relayIP && spot.has(p.src.Port()) {
 			tr.Out[p.dst.Addr().String()]++
 			tr.OutFlows[flowKey{p.dst, p.src.Port()}]++
 		}

@@ -60,6 +60,33 @@ type EdgeConfig struct {
 	UserKeepalive map[string]time.Duration
 	// Extra is appended to the file verbatim: whole TOML tables only.
 	Extra string
+
+	// NS is the namespace sipedge runs in; default NSEdge. ListenIP is
+	// the IP of its SIP listeners (UDP and TCP, port 5060); default EdgeIP.
+	NS       string
+	ListenIP string
+	// ExternalAddress is the top-level external_address ("" for none,
+	// "auto", a fixed IP, ...); LocalNets is local_nets.
+	ExternalAddress string
+	LocalNets       []string
+	// Name labels the artifacts of this sipedge (<Name>.toml,
+	// <Name>.stdout/.stderr, <Name>-data/); default "sipedge". A test that
+	// starts several sipedges one after the other gives each its own.
+	Name string
+}
+
+func (c EdgeConfig) ns() string {
+	if c.NS == "" {
+		return NSEdge
+	}
+	return c.NS
+}
+
+func (c EdgeConfig) name() string {
+	if c.Name == "" {
+		return "sipedge"
+	}
+	return c.Name
 }
 
 // TOML renders the config file for dataDir.
@@ -78,10 +105,25 @@ func (c EdgeConfig) TOML(dataDir string) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "data_dir = %q\n", dataDir)
-	fmt.Fprintf(&b, "domains = [%q]\n\n", Domain)
+	fmt.Fprintf(&b, "domains = [%q]\n", Domain)
+	if c.ExternalAddress != "" {
+		fmt.Fprintf(&b, "external_address = %q\n", c.ExternalAddress)
+	}
+	if c.LocalNets != nil {
+		q := make([]string, len(c.LocalNets))
+		for i, n := range c.LocalNets {
+			q[i] = fmt.Sprintf("%q", n)
+		}
+		fmt.Fprintf(&b, "local_nets = [%s]\n", strings.Join(q, ", "))
+	}
+	b.WriteString("\n")
 	b.WriteString("[log]\nlevel = \"debug\"\n\n")
+	listen := EdgeSIP
+	if c.ListenIP != "" {
+		listen = c.ListenIP + ":5060"
+	}
 	for _, tr := range []string{"udp", "tcp"} {
-		fmt.Fprintf(&b, "[[listen]]\ntransport = %q\naddress = %q\n\n", tr, EdgeSIP)
+		fmt.Fprintf(&b, "[[listen]]\ntransport = %q\naddress = %q\n\n", tr, listen)
 	}
 	fmt.Fprintf(&b, "[admin]\nlisten = %q\ntoken = %q\n\n", AdminAddr, AdminToken)
 	quoted := make([]string, len(algs))
@@ -151,8 +193,9 @@ func BuildSipedge(t testing.TB) string {
 // PATH.
 func goTool() string { return "go" }
 
-// Sipedge is a running sipedge in se-edge.
+// Sipedge is a running sipedge in se-edge (or EdgeConfig.NS).
 type Sipedge struct {
+	NS      string
 	Proc    *Proc
 	Bin     string
 	Config  string // path of the config file
@@ -162,18 +205,20 @@ type Sipedge struct {
 }
 
 // StartSipedge builds sipedge (once), writes cfg with a fresh data directory
-// into the artifact directory, runs `sipedge serve -c` in se-edge and waits
-// (up to 10 s) until the admin API answers GET /api/v1/status with 200. If t
-// fails, the tail of sipedge's log is printed.
+// into the artifact directory, runs `sipedge serve -c` in se-edge (or
+// cfg.NS) and waits (up to 10 s) until the admin API answers
+// GET /api/v1/status with 200. If t fails, the tail of sipedge's log is
+// printed.
 func (l *Lab) StartSipedge(cfg EdgeConfig) *Sipedge {
 	l.T.Helper()
 	bin := BuildSipedge(l.T)
 	s := &Sipedge{
+		NS:      cfg.ns(),
 		Bin:     bin,
-		Config:  filepath.Join(l.Dir, "sipedge.toml"),
-		DataDir: filepath.Join(l.Dir, "sipedge-data"),
+		Config:  filepath.Join(l.Dir, cfg.name()+".toml"),
+		DataDir: filepath.Join(l.Dir, cfg.name()+"-data"),
 		lab:     l,
-		http:    l.HTTPClient(NSEdge),
+		http:    l.HTTPClient(cfg.ns()),
 	}
 	if err := os.RemoveAll(s.DataDir); err != nil {
 		l.T.Fatal(err)
@@ -184,7 +229,7 @@ func (l *Lab) StartSipedge(cfg EdgeConfig) *Sipedge {
 	if err := os.WriteFile(s.Config, []byte(cfg.TOML(s.DataDir)), 0o600); err != nil {
 		l.T.Fatal(err)
 	}
-	s.Proc = l.Start(NSEdge, "sipedge", bin, "serve", "-c", s.Config)
+	s.Proc = l.Start(s.NS, cfg.name(), bin, "serve", "-c", s.Config)
 	l.T.Cleanup(func() {
 		if l.T.Failed() {
 			l.T.Logf("sipedge log tail (%s):\n%s", s.Proc.Stderr, s.Proc.Tail(40))
@@ -305,7 +350,43 @@ func (s *Sipedge) PeersCLI() ([]Peer, error) {
 // PeersJSON is the raw output of `sipedge peer list --json`, run inside
 // se-edge (for logs and failure messages).
 func (s *Sipedge) PeersJSON() (string, error) {
-	return s.lab.Exec(NSEdge, s.Bin, "peer", "list", "--json", "--admin", "http://"+AdminAddr, "--token", AdminToken)
+	return s.lab.Exec(s.NS, s.Bin, "peer", "list", "--json", "--admin", "http://"+AdminAddr, "--token", AdminToken)
+}
+
+// EdgeStatus is the part of `sipedge status --json` (GET /api/v1/status)
+// the lab reads; Raw is the whole document.
+type EdgeStatus struct {
+	Listeners     []string          `json:"listeners"`
+	Registrations int               `json:"registrations"`
+	Counters      map[string]uint64 `json:"counters"`
+	// External is null when sipedge has no external address.
+	External *struct {
+		Address string `json:"address"`
+		Source  string `json:"source"` // static|dns|stun|pcp|natpmp|upnp
+		Detail  string `json:"detail"`
+	} `json:"external"`
+	// PortMappings are the mappings sipedge holds on its NAT router.
+	PortMappings []struct {
+		Protocol  string `json:"protocol"`  // pcp|natpmp|upnp
+		Transport string `json:"transport"` // udp|tcp
+		Internal  string `json:"internal"`
+		External  string `json:"external"`
+	} `json:"port_mappings"`
+	Raw string `json:"-"`
+}
+
+// StatusCLI is `sipedge status --json`, run in sipedge's namespace.
+func (s *Sipedge) StatusCLI() (EdgeStatus, error) {
+	out, err := s.lab.Exec(s.NS, s.Bin, "status", "--json", "--admin", "http://"+AdminAddr, "--token", AdminToken)
+	st := EdgeStatus{Raw: out}
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		return st, fmt.Errorf("sipedge status --json: %w: %s", err, out)
+	}
+	st.Raw = out
+	return st, nil
 }
 
 // Peer returns the registration of aor ("alice@lab.example"), waiting up to
