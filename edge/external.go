@@ -125,8 +125,8 @@ func (e *Edge) startExternal() error {
 	e.ext.subnets = ownSubnets()
 	e.ext.pending = map[[12]byte]*stun.Transaction{}
 	v := e.cfg.ExternalAddress
-	switch {
-	case v == "":
+	if v == "" {
+		e.warnPrivateOnly()
 		return nil
 	}
 	if ip, err := netip.ParseAddr(v); err == nil {
@@ -160,6 +160,21 @@ func (e *Edge) learnExternal() {
 	}
 	e.wg.Add(1)
 	go e.refreshExternal(learn, err)
+}
+
+// warnPrivateOnly warns when sipedge, with no external_address, would
+// tell every peer a private address: behind a port forward, phones on
+// the internet would then send in-dialog requests and media to it.
+func (e *Edge) warnPrivateOnly() {
+	for _, l := range e.listeners {
+		ip, err := netip.ParseAddr(l.advHost)
+		if l.explicit || err != nil || !(ip.IsPrivate() || ip.IsLinkLocalUnicast()) {
+			return
+		}
+	}
+	if len(e.listeners) > 0 {
+		e.log.Warn("sipedge has only private addresses and no external_address: phones outside the local networks will be told a private address; behind a NAT router set external_address (auto, an IP, a host name or stun:host)")
+	}
 }
 
 // refreshExternal asks again every external_refresh, or sooner with
