@@ -463,6 +463,10 @@ func peerList(args []string, stdout io.Writer) error {
 	if c.jsonOut {
 		return writeJSON(stdout, peers)
 	}
+	var st admin.Status // what the peers are told: the external address
+	if err := api.do("GET", "/api/v1/status", nil, &st); err == nil && st.External != nil {
+		fmt.Fprintf(stdout, "sipedge is known outside as %s (%s)\n", st.External.Address, st.External.Source)
+	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "AOR\tCONTACT (AS SENT)\tOBSERVED\tNAT\tSTATUS\tEXPIRES\tUSER AGENT")
 	for _, p := range peers {

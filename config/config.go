@@ -29,6 +29,11 @@ type Config struct {
 	// subnets see it in Via, Record-Route, Contact and SDP (split
 	// horizon); a listener's own advertise wins. Default "".
 	ExternalAddress string `toml:"external_address"`
+	// ExternalSTUN is a STUN server ("host" or "host:port") that
+	// external_address = "auto" asks too, in parallel with the router:
+	// the address when no router answers, and a check for a NAT beyond
+	// the router. Default "" (none).
+	ExternalSTUN string `toml:"external_stun"`
 	// ExternalRefresh is how often a learned external address is asked
 	// again (failures are retried sooner, with backoff). Default 5m.
 	ExternalRefresh Duration `toml:"external_refresh"`

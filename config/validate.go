@@ -311,6 +311,13 @@ func (ck *checker) external() {
 	if v != "" {
 		ck.positive("external_refresh", ck.c.ExternalRefresh)
 	}
+	if s := ck.c.ExternalSTUN; s != "" {
+		if _, _, err := SplitSTUN("stun:" + s); err != nil {
+			ck.errorf("external_stun", "%q: want host or host:port", s)
+		} else if v != ExternalAuto {
+			ck.warnf("external_stun", "ignored: only external_address = \"auto\" asks it")
+		}
+	}
 	ck.positive("portmap.check_interval", ck.c.Portmap.CheckInterval)
 	if n := ck.c.Portmap.RTPRangeMax; n < 0 || n > 10000 {
 		ck.errorf("portmap.rtp_range_max", "must be between 0 and 10000 ports, not %d", n)

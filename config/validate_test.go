@@ -187,6 +187,9 @@ func TestValidate(t *testing.T) {
 			[]string{`t.toml:1: external_address: "upnp please" is neither an IP address, a host name, "stun:host[:port]" nor one of auto, upnp, natpmp, pcp`}},
 		{"external stun no host", lines(`external_address = "stun:"`),
 			[]string{`t.toml:1: external_address: "stun:": want stun:host or stun:host:port`}},
+		{"external_stun with auto", lines(`external_address = "auto"`, `external_stun = "stun.example.net:3479"`), nil},
+		{"external_stun bad", lines(`external_address = "auto"`, `external_stun = "a b"`),
+			[]string{`t.toml:2: external_stun: "a b": want host or host:port`}},
 		{"external stun bad port", lines(`external_address = "stun:h:99999"`),
 			[]string{`t.toml:1: external_address: "stun:h:99999": bad port "99999"`}},
 

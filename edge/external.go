@@ -232,14 +232,28 @@ func (e *Edge) resolveName(ctx context.Context) error {
 // learnSTUN asks the STUN server of external_address from the first SIP
 // UDP socket, so the answer is the NAT's mapping of the SIP port itself.
 func (e *Edge) learnSTUN(ctx context.Context) error {
-	host, port, _ := config.SplitSTUN(e.cfg.ExternalAddress)
-	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	addr, detail, err := e.askSTUN(ctx, e.cfg.ExternalAddress)
 	if err != nil {
 		return err
 	}
+	e.setExternal(addr, "stun", detail)
+	return nil
+}
+
+// askSTUN asks the STUN server spec ("stun:host[:port]") for the SIP UDP
+// socket's public address.
+func (e *Edge) askSTUN(ctx context.Context, spec string) (netip.Addr, string, error) {
+	host, port, err := config.SplitSTUN(spec)
+	if err != nil {
+		return netip.Addr{}, "", err
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return netip.Addr{}, "", err
+	}
 	local := e.SIPAddr(sipx.UDP)
 	if !local.IsValid() {
-		return errors.New("no SIP UDP listener to ask STUN from")
+		return netip.Addr{}, "", errors.New("no SIP UDP listener to ask STUN from")
 	}
 	var server netip.AddrPort
 	for _, ip := range ips {
@@ -249,18 +263,17 @@ func (e *Edge) learnSTUN(ctx context.Context) error {
 		}
 	}
 	if !server.IsValid() {
-		return fmt.Errorf("%s has no address of the SIP socket's family", host)
+		return netip.Addr{}, "", fmt.Errorf("%s has no address of the SIP socket's family", host)
 	}
 	res, err := e.stunFromSIP(ctx, local, server)
 	if err != nil {
-		return fmt.Errorf("STUN %s: %w", server, err)
+		return netip.Addr{}, "", fmt.Errorf("STUN %s: %w", server, err)
 	}
 	detail := "stun " + server.String()
 	if res.Mapped.Port() != local.Port() {
 		detail += fmt.Sprintf(" (the NAT maps SIP port %d to %d: forward port %d to this host for calls from outside)", local.Port(), res.Mapped.Port(), local.Port())
 	}
-	e.setExternal(res.Mapped.Addr(), "stun", detail)
-	return nil
+	return res.Mapped.Addr(), detail, nil
 }
 
 // stunFromSIP runs one STUN Binding transaction from a SIP UDP socket; the

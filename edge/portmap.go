@@ -44,19 +44,63 @@ func portmapProtocols(v string) []portmap.Protocol {
 // NAT-PMP and UPnP IGD it speaks, and keeps sipedge's ports mapped on it.
 // When no gateway answers, start-up goes on (peers outside get the local
 // address) and discovery is retried in the background with backoff.
+//
+// With external_address = "auto" and external_stun set, the STUN server
+// is asked at the same time, from the SIP socket: its answer is the
+// address when no gateway answers (a cloud VM's 1:1 NAT has no UPnP), and
+// a router whose external address differs from what STUN sees is behind
+// another NAT, which is logged.
 func (e *Edge) startPortmap() {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
+	type stunAnswer struct {
+		addr   netip.Addr
+		detail string
+		err    error
+	}
+	stunc := make(chan stunAnswer, 1)
+	spec := ""
+	if e.cfg.ExternalAddress == config.ExternalAuto && e.cfg.ExternalSTUN != "" {
+		spec = "stun:" + e.cfg.ExternalSTUN
+		go func() {
+			a, d, err := e.askSTUN(ctx, spec)
+			stunc <- stunAnswer{a, d, err}
+		}()
+	}
 	err := e.discoverGateway(ctx)
+	if err == nil {
+		select { // the first round of mappings, within the same 3 s
+		case <-e.pm.mgr.Load().Ready():
+		case <-ctx.Done():
+		}
+	}
+	var st stunAnswer
+	if spec != "" {
+		st = <-stunc
+	}
+	switch {
+	case err == nil && spec != "" && st.err == nil:
+		if router := e.pm.mgr.Load().ExternalAddr(); router.IsValid() && router != st.addr.Unmap() {
+			e.log.Warn("the router's external address is not the one the internet sees: another NAT beyond the router (double NAT or CGNAT); its mappings alone do not make sipedge reachable", "router", router, "stun", st.addr)
+		}
+	case err != nil && spec != "" && st.err == nil:
+		e.setExternal(st.addr, "stun", st.detail+"; no gateway mapping: "+err.Error())
+		e.wg.Add(1)
+		go e.refreshExternal(func(ctx context.Context) error {
+			if e.pm.mgr.Load() != nil {
+				return nil // the router answered meanwhile: it is the source now
+			}
+			a, d, err := e.askSTUN(ctx, spec)
+			if err == nil {
+				e.setExternal(a, "stun", d)
+			}
+			return err
+		}, nil)
+	}
 	if err != nil {
-		e.log.Warn("no port mapping on the router yet; peers outside the local networks get the local address until there is", "external_address", e.cfg.ExternalAddress, "err", err)
+		e.log.Warn("no port mapping on the router yet; calls from outside need a port forward until there is", "external_address", e.cfg.ExternalAddress, "err", err)
 		e.wg.Add(1)
 		go e.retryPortmap()
-		return
-	}
-	select { // the first round of mappings, within the same 3 s
-	case <-e.pm.mgr.Load().Ready():
-	case <-ctx.Done():
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/sipedge/sipedge/edge/edgetest"
 	"github.com/sipedge/sipedge/portmap/portmaptest"
 	"github.com/sipedge/sipedge/sipx"
+	"github.com/sipedge/sipedge/stun"
 )
 
 // gatewayMappings lists a fake gateway's mappings as "udp 127.0.0.1:5060".
@@ -130,5 +131,38 @@ func TestPortmapNoGateway(t *testing.T) {
 	}
 	if st := srv.Status(t); st.External != nil {
 		t.Errorf("external address without a gateway: %+v", st.External)
+	}
+}
+
+// auto with external_stun: no router answers, so the STUN server's answer
+// (asked from the SIP socket at the same time) is the external address;
+// with a router, the router's address wins.
+func TestPortmapAutoSTUN(t *testing.T) {
+	t.Parallel()
+	s, err := stun.NewServer(stun.ServerConfig{Listen: []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var stunAddr string
+	for _, l := range s.Listeners() {
+		if l.Transport == "udp" {
+			stunAddr = l.Addr.String()
+		}
+	}
+	cfg := `external_address = "auto"` + "\nexternal_stun = \"" + stunAddr + "\"\n" + edgetest.Base
+
+	silent := portmaptest.New(t, portmaptest.Config{Silent: true})
+	dc := silent.DiscoverConfig()
+	srv := edgetest.StartWith(t, edge.Options{Gateway: &dc}, cfg)
+	if ext := srv.Status(t).External; ext == nil || ext.Source != "stun" || ext.Address != "127.0.0.1" {
+		t.Errorf("no router, STUN answers: external %+v", ext)
+	}
+
+	g := portmaptest.New(t, portmaptest.Config{PCP: true})
+	dc2 := g.DiscoverConfig()
+	srv2 := edgetest.StartWith(t, edge.Options{Gateway: &dc2}, cfg)
+	if ext := srv2.Status(t).External; ext == nil || ext.Source != "pcp" || ext.Address != "203.0.113.7" {
+		t.Errorf("router and STUN: external %+v", ext)
 	}
 }
