@@ -191,12 +191,8 @@ func (e *Edge) refreshExternal(learn func(context.Context) error, lastErr error)
 		} else {
 			backoff = 5 * time.Second
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-e.stop:
-			t.Stop()
+		if !e.sleep(wait) {
 			return
-		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := learn(ctx)
@@ -205,6 +201,18 @@ func (e *Edge) refreshExternal(learn func(context.Context) error, lastErr error)
 			e.log.Warn("external address refresh failed; keeping the last one", "err", err)
 		}
 		lastErr = err
+	}
+}
+
+// sleep waits d, or less when sipedge stops; it reports whether to go on.
+func (e *Edge) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-e.stop:
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

@@ -109,14 +109,7 @@ func (e *Edge) startPortmap() {
 func (e *Edge) retryPortmap() {
 	defer e.wg.Done()
 	backoff := 5 * time.Second
-	for {
-		t := time.NewTimer(backoff)
-		select {
-		case <-e.stop:
-			t.Stop()
-			return
-		case <-t.C:
-		}
+	for e.sleep(backoff) {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		err := e.discoverGateway(ctx)
 		cancel()
