@@ -142,6 +142,8 @@ func (e *Edge) pinTrunks() {
 	}
 }
 
+// trunkFlow is where a route's trunk is pinged: its next hop, over UDP
+// from local.
 func (e *Edge) trunkFlow(r config.Route, local netip.AddrPort) (sipx.Flow, error) {
 	var u sipx.Uri
 	if err := sipx.ParseUri(r.To, &u); err != nil {
@@ -150,22 +152,11 @@ func (e *Edge) trunkFlow(r config.Route, local netip.AddrPort) (sipx.Flow, error
 	if !local.IsValid() {
 		return sipx.Flow{}, errNoUDP
 	}
-	host := strings.Trim(u.Host, "[]")
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-		if err != nil || len(ips) == 0 {
-			return sipx.Flow{}, err
-		}
-		ip = ips[0]
-	}
-	port := u.Port
-	if port == 0 {
-		port = 5060
-	}
-	return sipx.Flow{Transport: sipx.UDP, Local: local, Remote: netip.AddrPortFrom(ip.Unmap(), uint16(port))}, nil
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	f, err := sipx.ResolveURI(ctx, &u, local)
+	f.Transport = sipx.UDP
+	return f, err
 }
 
 var errNoUDP = &net.AddrError{Err: "no UDP listener to ping from", Addr: ""}

@@ -142,7 +142,7 @@ type entry struct {
 	pol   Policy
 
 	reg     bool // a registration may hold it (checked at each ping)
-	pinned  bool // held until Unpin (a trunk)
+	pinned  bool // held for good (a trunk)
 	dialogs int
 
 	due  time.Time // heap key: min(next ping, answer deadline)
@@ -235,7 +235,7 @@ func (m *Manager) Track(f sipx.Flow, pol Policy, restored bool) {
 	m.add(f, pol, restored).reg = true
 }
 
-// Pin keeps flow f alive with policy pol until Unpin, whatever holds it:
+// Pin keeps flow f alive with policy pol for good, whatever holds it:
 // for trunks, pinged to know their status.
 func (m *Manager) Pin(f sipx.Flow, pol Policy) {
 	if pol.Method == "" {
@@ -253,18 +253,6 @@ func (m *Manager) Pin(f sipx.Flow, pol Policy) {
 		m.setPolicy(e, pol)
 	}
 	e.pinned = true
-}
-
-// Unpin releases a flow kept by Pin.
-func (m *Manager) Unpin(f sipx.Flow) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if e := m.flows[f]; e != nil {
-		e.pinned = false
-		if !e.held() && !e.reg {
-			m.drop(e)
-		}
-	}
 }
 
 // held reports whether a dialog or a pin holds e (registrations are

@@ -22,8 +22,7 @@ import (
 )
 
 var (
-	bgctx    = context.Background()
-	errNoDNS = errors.New("proxy: cannot resolve next hop")
+	bgctx = context.Background()
 )
 
 // AuthStatus is the outcome of checking a request's credentials.
@@ -305,7 +304,7 @@ func (p *Proxy) dialogTarget(req *sipx.Request, f sipx.Flow, rr *sipx.HeaderPara
 	if r := req.Route(); r != nil {
 		next = &r.Address
 	}
-	fl, err := resolveURI(next, netip.AddrPort{})
+	fl, err := sipx.ResolveURI(bgctx, next, netip.AddrPort{})
 	if err != nil {
 		return t, err
 	}
@@ -476,7 +475,7 @@ func (p *Proxy) initial(req *sipx.Request, f sipx.Flow, nat bool) {
 	if r := req.Route(); r != nil {
 		next = &r.Address
 	}
-	fl, err := resolveURI(next, netip.AddrPort{})
+	fl, err := sipx.ResolveURI(bgctx, next, netip.AddrPort{})
 	if err != nil {
 		p.reply(req, f, tx, 404, "Not Found", "cannot resolve "+next.Host)
 		return
@@ -509,7 +508,7 @@ func (p *Proxy) staticRoute(u *sipx.Uri) (target, bool) {
 		if r.User != nil && !r.User.MatchString(u.User) {
 			continue
 		}
-		fl, err := resolveURI(&r.To, netip.AddrPort{})
+		fl, err := sipx.ResolveURI(bgctx, &r.To, netip.AddrPort{})
 		if err != nil {
 			continue
 		}

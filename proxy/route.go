@@ -4,8 +4,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
-	"net"
-	"net/netip"
 	"strings"
 
 	"github.com/sipedge/sipedge/sipx"
@@ -95,32 +93,6 @@ type target struct {
 	tcp   bool   // TCP fallback allowed for large messages
 	name  string // for logs: aor or route name
 	media string // media policy of the user or route
-}
-
-// resolveURI turns a SIP URI host/port/transport into a flow to dial/send.
-// Hostnames are resolved with the system resolver (A/AAAA; no SRV yet).
-func resolveURI(u *sipx.Uri, local netip.AddrPort) (sipx.Flow, error) {
-	tr := sipx.UDP
-	if t, ok := u.UriParams.Get("transport"); ok && strings.EqualFold(t, "tcp") {
-		tr = sipx.TCP
-	}
-	port := u.Port
-	if port == 0 {
-		port = 5060
-	}
-	host := strings.Trim(u.Host, "[]")
-	if m, ok := u.UriParams.Get("maddr"); ok && m != "" {
-		host = m
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		ips, err := net.DefaultResolver.LookupNetIP(bgctx, "ip", host)
-		if err != nil || len(ips) == 0 {
-			return sipx.Flow{}, errNoDNS
-		}
-		ip = ips[0]
-	}
-	return sipx.Flow{Transport: tr, Local: local, Remote: netip.AddrPortFrom(ip.Unmap(), uint16(port))}, nil
 }
 
 // flowParam parses a flow token param, "" or invalid → false.

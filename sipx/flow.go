@@ -1,8 +1,11 @@
 package sipx
 
 import (
+	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -155,4 +158,34 @@ func tokenAddr(a netip.Addr) string {
 		s += "_" + hex.EncodeToString([]byte(zone))
 	}
 	return s
+}
+
+// ErrNoDNS: a URI's host name did not resolve.
+var ErrNoDNS = errors.New("sipx: cannot resolve next hop")
+
+// ResolveURI turns a SIP URI's host (or maddr), port and transport into a
+// flow to send on from local. Host names are resolved with the system
+// resolver (A/AAAA; no SRV yet) within ctx.
+func ResolveURI(ctx context.Context, u *Uri, local netip.AddrPort) (Flow, error) {
+	tr := UDP
+	if t, ok := u.UriParams.Get("transport"); ok && strings.EqualFold(t, "tcp") {
+		tr = TCP
+	}
+	port := u.Port
+	if port == 0 {
+		port = 5060
+	}
+	host := strings.Trim(u.Host, "[]")
+	if m, ok := u.UriParams.Get("maddr"); ok && m != "" {
+		host = m
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		if err != nil || len(ips) == 0 {
+			return Flow{}, ErrNoDNS
+		}
+		ip = ips[0]
+	}
+	return Flow{Transport: tr, Local: local, Remote: netip.AddrPortFrom(ip.Unmap(), uint16(port))}, nil
 }

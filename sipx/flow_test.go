@@ -1,6 +1,8 @@
 package sipx
 
 import (
+	"context"
+	"errors"
 	"math"
 	"net/netip"
 	"strings"
@@ -168,4 +170,30 @@ func FuzzParseToken(f *testing.F) {
 			t.Fatalf("Token() = %q (from %q) contains characters unsafe in a URI/Via param", tok, s)
 		}
 	})
+}
+
+func TestResolveURI(t *testing.T) {
+	local := netip.MustParseAddrPort("198.51.100.10:5060")
+	for _, c := range []struct {
+		uri, want, tr string
+	}{
+		{"sip:198.51.100.20", "198.51.100.20:5060", UDP},
+		{"sip:198.51.100.20:5070;transport=TCP", "198.51.100.20:5070", TCP},
+		{"sip:[2001:db8::1]:5080", "[2001:db8::1]:5080", UDP},
+		{"sip:gw.invalid;maddr=203.0.113.9", "203.0.113.9:5060", UDP},
+	} {
+		var u Uri
+		if err := ParseUri(c.uri, &u); err != nil {
+			t.Fatal(err)
+		}
+		f, err := ResolveURI(context.Background(), &u, local)
+		if err != nil || f.Remote.String() != c.want || f.Transport != c.tr || f.Local != local {
+			t.Errorf("ResolveURI(%s) = %v, %v; want %s over %s", c.uri, f, err, c.want, c.tr)
+		}
+	}
+	var u Uri
+	_ = ParseUri("sip:nothing.invalid", &u)
+	if _, err := ResolveURI(context.Background(), &u, local); !errors.Is(err, ErrNoDNS) {
+		t.Errorf("unresolvable host: %v, want ErrNoDNS", err)
+	}
 }
