@@ -83,8 +83,14 @@ func (e *Edge) startPortmap() {
 		if router := e.pm.mgr.Load().ExternalAddr(); router.IsValid() && router != st.addr.Unmap() {
 			e.log.Warn("the router's external address is not the one the internet sees: another NAT beyond the router (double NAT or CGNAT); its mappings alone do not make sipedge reachable", "router", router, "stun", st.addr)
 		}
-	case err != nil && spec != "" && st.err == nil:
-		e.setExternal(st.addr, "stun", st.detail+"; no gateway mapping: "+err.Error())
+	case err != nil && spec != "":
+		// No router: STUN is the source, asked again every
+		// external_refresh, or sooner with backoff when it failed too.
+		if st.err == nil {
+			e.setExternal(st.addr, "stun", st.detail+"; no gateway mapping: "+err.Error())
+		} else {
+			e.log.Warn("external address not learned yet from external_stun either", "err", st.err)
+		}
 		e.wg.Add(1)
 		go e.refreshExternal(func(ctx context.Context) error {
 			if e.pm.mgr.Load() != nil {
@@ -95,7 +101,7 @@ func (e *Edge) startPortmap() {
 				e.setExternal(a, "stun", d)
 			}
 			return err
-		}, nil)
+		}, st.err)
 	}
 	if err != nil {
 		e.log.Warn("no port mapping on the router yet; calls from outside need a port forward until there is", "external_address", e.cfg.ExternalAddress, "err", err)
