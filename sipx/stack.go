@@ -82,6 +82,8 @@ type Config struct {
 type Stats struct {
 	RxPackets, TxPackets, ParseErrors, Dropped, Keepalives atomic.Uint64
 	Retransmissions, TxTimeouts                            atomic.Uint64
+	// Server and Client count final responses by method and class.
+	Server, Client TxCounts
 }
 
 // Stack is the SIP transport and transaction layer.
@@ -552,7 +554,12 @@ func StampReceived(r *Request, f Flow) {
 }
 
 // Respond sends res statelessly on flow f (the request's flow).
-func (s *Stack) Respond(res *Response, f Flow) error { return s.Send(res, f) }
+func (s *Stack) Respond(res *Response, f Flow) error {
+	if res.StatusCode >= 200 && res.CSeq() != nil {
+		s.Stats.Server.add(string(res.CSeq().MethodName), res.StatusCode)
+	}
+	return s.Send(res, f)
+}
 
 // Send serialises m and writes it on flow f: for UDP from the socket bound to
 // f.Local (any UDP socket if f.Local is unset or unknown), for TCP on the

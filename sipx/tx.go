@@ -214,6 +214,9 @@ func (tx *ServerTx) Respond(res *Response) error {
 		tx.mu.Unlock()
 		return ErrTxDone
 	}
+	if code >= 200 {
+		tx.s.Stats.Server.add(string(tx.Req.Method), code)
+	}
 	tx.last, tx.lastCode = raw, code
 	t1 := tx.s.cfg.T1
 	udp := tx.Flow.Transport == UDP
@@ -477,6 +480,7 @@ func (tx *ClientTx) receive(res *Response) {
 	var sendCancel bool
 	var resendAck []byte
 	tx.mu.Lock()
+	hadFinal := tx.gotFinal
 	switch {
 	case code < 200:
 		if tx.state == ctCalling || tx.state == ctProceeding {
@@ -534,7 +538,11 @@ func (tx *ClientTx) receive(res *Response) {
 			deliver = true
 		}
 	}
+	first := !hadFinal && tx.gotFinal
 	tx.mu.Unlock()
+	if first {
+		tx.s.Stats.Client.add(string(tx.Req.Method), code)
+	}
 	if resendAck != nil {
 		_ = tx.s.SendRaw(resendAck, tx.Flow)
 	}
