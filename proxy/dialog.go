@@ -180,7 +180,10 @@ func (p *Proxy) callSeen(req *sipx.Request) {
 // media session and the dialog keepalives (BYE forwarded or sent, INVITE
 // failed, call too old).
 func (p *Proxy) forgetCall(callID string) {
-	p.dlg.take(callID)
+	d := p.dlg.take(callID)
+	if d != nil && p.cfg.CallEnded != nil {
+		p.cfg.CallEnded(d.snapshot())
+	}
 	if p.cfg.Media != nil {
 		p.cfg.Media.End(callID)
 	}
@@ -199,15 +202,19 @@ func (p *Proxy) Calls() []Call {
 	p.dlg.mu.Unlock()
 	out := make([]Call, 0, len(ds))
 	for _, d := range ds {
-		d.mu.Lock()
-		out = append(out, Call{CallID: d.callID, From: d.fromURI, To: d.toURI, State: d.state,
-			Started: d.started, Answered: d.answered,
-			Caller: CallLeg{Flow: d.aFlow.String(), NAT: d.aNAT},
-			Callee: CallLeg{Flow: d.bFlow.String(), NAT: d.bNAT, Name: d.bName}})
-		d.mu.Unlock()
+		out = append(out, d.snapshot())
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Started.Before(out[j].Started) })
 	return out
+}
+
+func (d *dialog) snapshot() Call {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return Call{CallID: d.callID, From: d.fromURI, To: d.toURI, State: d.state,
+		Started: d.started, Answered: d.answered,
+		Caller: CallLeg{Flow: d.aFlow.String(), NAT: d.aNAT},
+		Callee: CallLeg{Flow: d.bFlow.String(), NAT: d.bNAT, Name: d.bName}}
 }
 
 // Sweep ends calls that have lasted longer than maxAge: answered calls

@@ -113,8 +113,11 @@ type Config struct {
 	// DialogUp is called when an INVITE is answered with a 2xx, with the
 	// flows of the dialog's NATed sides (to keep their bindings open);
 	// DialogDown when a BYE ends it. Either may be nil.
-	DialogUp      func(callID string, flows ...sipx.Flow)
-	DialogDown    func(callID string)
+	DialogUp   func(callID string, flows ...sipx.Flow)
+	DialogDown func(callID string)
+	// CallEnded, if set, is given the call's last snapshot when it ends,
+	// before Media.End, so the media layer can still be asked about it.
+	CallEnded     func(Call)
 	InviteTimeout time.Duration
 	MaxForwards   int
 	UDPMaxSize    int
