@@ -183,6 +183,15 @@ type Admin struct {
 	// Token for bearer auth. Default: generated and stored in
 	// DataDir/admin.token.
 	Token string `toml:"token"`
+	// TLSCert and TLSKey are PEM files; with both set the API and the
+	// dashboard are served over HTTPS only. Default: plain HTTP.
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+	// TraceCalls is how many recent calls keep their SIP messages, for
+	// the dashboard's call ladder and `sipedge call trace` (at most
+	// 64 KiB of messages each, so 100 calls hold at most 6.4 MiB).
+	// Default 100; 0 turns the trace off.
+	TraceCalls int `toml:"trace_calls"`
 }
 
 // Portmap controls the mappings sipedge keeps on its NAT router.

@@ -105,7 +105,7 @@ func Default() *Config {
 			MaxCallDuration: Duration{12 * time.Hour},
 			UDPMaxSize:      1300,
 		},
-		Admin:           Admin{Listen: defaultAdminListen},
+		Admin:           Admin{Listen: defaultAdminListen, TraceCalls: 100},
 		ExternalRefresh: Duration{5 * time.Minute},
 		Portmap:         Portmap{CheckInterval: Duration{time.Minute}, RTPRangeMax: 64},
 		Keepalive: Keepalive{

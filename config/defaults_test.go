@@ -54,6 +54,8 @@ func TestDefault(t *testing.T) {
 		{"stun.software", c.STUN.Software, true},
 		{"STUNAlternatePort", c.STUNAlternatePort(), 3479},
 		{"admin.token", c.Admin.Token, ""},
+		{"admin.trace_calls", c.Admin.TraceCalls, 100},
+		{"admin.tls_cert", c.Admin.TLSCert, ""},
 		{"users", c.Users, []User(nil)},
 		{"routes", c.Routes, []Route(nil)},
 		{"RouteNAT", c.RouteNAT(Route{}), "never"},

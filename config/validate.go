@@ -377,7 +377,14 @@ func (ck *checker) media() {
 }
 
 func (ck *checker) admin() {
-	l := ck.c.Admin.Listen
+	a := ck.c.Admin
+	if a.TraceCalls < 0 || a.TraceCalls > 100000 {
+		ck.errorf("admin.trace_calls", "must be 0 (off) to 100000, not %d", a.TraceCalls)
+	}
+	if (a.TLSCert == "") != (a.TLSKey == "") {
+		ck.errorf(ck.pick("admin.tls_cert", "admin.tls_key"), "tls_cert and tls_key go together: set both or neither")
+	}
+	l := a.Listen
 	if l == AdminOff {
 		return
 	}
@@ -390,7 +397,11 @@ func (ck *checker) admin() {
 		ck.warnf("admin.listen", "port 0: the kernel picks a free port at each start, which the CLI cannot find (fine in tests)")
 	}
 	if !ap.Addr().IsLoopback() {
-		ck.warnf("admin.listen", "the admin API listens on %s, not on a loopback address; make sure a firewall protects it", ap)
+		if a.TLSCert == "" {
+			ck.warnf("admin.listen", "the admin API listens on %s, not on a loopback address, without TLS: the token crosses the network in clear; set admin.tls_cert and admin.tls_key, and make sure a firewall protects it", ap)
+		} else {
+			ck.warnf("admin.listen", "the admin API listens on %s, not on a loopback address; make sure a firewall protects it", ap)
+		}
 	}
 }
 

@@ -277,6 +277,13 @@ func TestValidate(t *testing.T) {
 			[]string{`t.toml:2: admin.listen: must be "off" or ip:port: "Off" is not ip:port (e.g. "0.0.0.0:5060" or "[::]:5060")`}},
 		{"admin off", lines(`[admin]`, `listen = "off"`), nil},
 		{"admin v6 loopback", lines(`[admin]`, `listen = "[::1]:8080"`, `token = "t"`), nil},
+		{"admin tls cert without key", lines(`[admin]`, `tls_cert = "a.crt"`),
+			[]string{`t.toml:2: admin.tls_cert: tls_cert and tls_key go together: set both or neither`}},
+		{"admin tls key without cert", lines(`[admin]`, `tls_key = "a.key"`),
+			[]string{`t.toml:2: admin.tls_key: tls_cert and tls_key go together: set both or neither`}},
+		{"admin trace_calls negative", lines(`[admin]`, `trace_calls = -1`),
+			[]string{`t.toml:2: admin.trace_calls: must be 0 (off) to 100000, not -1`}},
+		{"admin trace_calls off", lines(`[admin]`, `trace_calls = 0`), nil},
 
 		// users
 		{"user name empty", lines(`[[users]]`, `password = "pw"`),
@@ -409,9 +416,9 @@ func TestWarnings(t *testing.T) {
 	}{
 		{"defaults", "", nil},
 		{"admin on every address", lines(`[admin]`, `listen = "0.0.0.0:5080"`, `token = "t"`),
-			[]string{`t.toml:2: admin.listen: the admin API listens on 0.0.0.0:5080, not on a loopback address; make sure a firewall protects it`}},
-		{"admin on a public address", lines(`admin.listen = "203.0.113.1:5080"`),
-			[]string{`t.toml:1: admin.listen: the admin API listens on 203.0.113.1:5080, not on a loopback address; make sure a firewall protects it`}},
+			[]string{`t.toml:2: admin.listen: the admin API listens on 0.0.0.0:5080, not on a loopback address, without TLS: the token crosses the network in clear; set admin.tls_cert and admin.tls_key, and make sure a firewall protects it`}},
+		{"admin on a public address with TLS", lines(`[admin]`, `listen = "203.0.113.1:5080"`, `tls_cert = "a.crt"`, `tls_key = "a.key"`),
+			[]string{`t.toml:2: admin.listen: the admin API listens on 203.0.113.1:5080, not on a loopback address; make sure a firewall protects it`}},
 		{"admin on loopback", lines(`admin.listen = "127.0.0.2:5080"`), nil},
 		{"admin on port 0", lines(`admin.listen = "127.0.0.1:0"`),
 			[]string{`t.toml:1: admin.listen: port 0: the kernel picks a free port at each start, which the CLI cannot find (fine in tests)`}},
