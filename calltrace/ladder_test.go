@@ -246,3 +246,19 @@ func TestParse(t *testing.T) {
 		}
 	}
 }
+
+// TestNameAddr: a display name may hold '<' and escaped quotes; the URI is
+// the one in the first unquoted angle brackets.
+func TestNameAddr(t *testing.T) {
+	for _, tt := range []struct{ in, uri, params string }{
+		{`"Alice <script>x</script>" <sip:alice@example.com>;tag=1`, "sip:alice@example.com", ";tag=1"},
+		{`"A \"<b>\" c" <sip:a@b>`, "sip:a@b", ""},
+		{`<sip:bob@example.com>;tag=2`, "sip:bob@example.com", ";tag=2"},
+		{`sip:carol@example.com;tag=3`, "sip:carol@example.com", ";tag=3"},
+	} {
+		uri, params := nameAddr(tt.in)
+		if uri != tt.uri || params != tt.params {
+			t.Errorf("nameAddr(%q) = %q, %q; want %q, %q", tt.in, uri, params, tt.uri, tt.params)
+		}
+	}
+}

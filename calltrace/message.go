@@ -203,7 +203,7 @@ func parse(s string) msg {
 // nameAddr splits a From/To/Contact value into the URI (inside <>, or the
 // bare value up to its parameters) and the header parameters after it.
 func nameAddr(v string) (uri, params string) {
-	if lt := strings.IndexByte(v, '<'); lt >= 0 {
+	if lt := angleStart(v); lt >= 0 {
 		rest := v[lt+1:]
 		gt := strings.IndexByte(rest, '>')
 		if gt < 0 {
@@ -215,6 +215,24 @@ func nameAddr(v string) (uri, params string) {
 		return strings.TrimSpace(v[:i]), v[i:]
 	}
 	return strings.TrimSpace(v), ""
+}
+
+// angleStart is the index of the '<' that opens a name-addr's URI,
+// skipping a quoted display name (which may hold '<' and escaped quotes);
+// -1 if there is none.
+func angleStart(v string) int {
+	quoted := false
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case quoted && c == '\\':
+			i++
+		case c == '"':
+			quoted = !quoted
+		case !quoted && c == '<':
+			return i
+		}
+	}
+	return -1
 }
 
 // param finds the ";name=value" parameter in params.
