@@ -274,6 +274,29 @@ func (s *Store) All(fn func(Binding) bool) {
 	}
 }
 
+// Each is All without copies, for scans over every binding (the admin
+// API's peer pages): fn must only read the binding and must not keep it.
+func (s *Store) Each(fn func(b *Binding) bool) {
+	now := s.now()
+	var batch [][]Binding
+	for i := range s.shards {
+		sh := &s.shards[i]
+		batch = batch[:0]
+		sh.mu.RLock()
+		for _, bs := range sh.m {
+			batch = append(batch, bs) // copy on write: safe to read after unlocking
+		}
+		sh.mu.RUnlock()
+		for _, bs := range batch {
+			for j := range bs {
+				if !bs[j].Expired(now) && !fn(&bs[j]) {
+					return
+				}
+			}
+		}
+	}
+}
+
 // Count returns the number of AORs and bindings held. Bindings that have
 // expired but not yet been removed by Expire are included.
 func (s *Store) Count() (aors, bindings int) {
