@@ -1,11 +1,15 @@
 // Package admin is sipedge's HTTP admin API: JSON over HTTP, bound to
-// localhost by default, every endpoint behind a bearer token. The CLI and
-// (later) the dashboard use the same API. JSON field names are a stable
-// contract: fields may be added, never renamed or repurposed.
+// localhost by default, every endpoint behind a bearer token, and the web
+// dashboard (static files embedded in the binary, which read the same API
+// with the token the admin pastes or opens it with). The CLI uses the same
+// API. JSON field names are a stable contract: fields may be added, never
+// renamed or repurposed.
 package admin
 
 import (
+	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"io"
@@ -13,9 +17,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"sort"
 	"strings"
 	"time"
+
+	"github.com/sipedge/sipedge/calltrace"
 )
 
 // Peer is one registration (or a pinged trunk) as shown by `sipedge peer
@@ -23,15 +28,20 @@ import (
 type Peer struct {
 	// Kind is "registration" or "trunk" (a route with a keepalive; AOR
 	// is then the route's name and Contact its URI).
-	Kind       string    `json:"kind"`
-	AOR        string    `json:"aor"`
-	User       string    `json:"user"`
-	Contact    string    `json:"contact"`     // as sent by the phone
-	Transport  string    `json:"transport"`   // udp|tcp
-	Remote     string    `json:"remote"`      // observed source ip:port
-	Local      string    `json:"local"`       // our socket
-	NAT        bool      `json:"nat"`         // NAT handling applies
-	NATReasons []string  `json:"nat_reasons"` // why NAT was detected
+	Kind       string   `json:"kind"`
+	AOR        string   `json:"aor"`
+	User       string   `json:"user"`
+	Contact    string   `json:"contact"`     // as sent by the phone
+	Transport  string   `json:"transport"`   // udp|tcp
+	Remote     string   `json:"remote"`      // observed source ip:port
+	Local      string   `json:"local"`       // our socket
+	NAT        bool     `json:"nat"`         // NAT handling applies
+	NATReasons []string `json:"nat_reasons"` // why NAT was detected
+	// NATKind and NATExplain say in a word and in a sentence what the
+	// reasons show: none|nat|nat-port-changed|port-changed-only|
+	// via-ok-contact-not|invalid-host|forced ("" for trunks).
+	NATKind    string    `json:"nat_kind"`
+	NATExplain string    `json:"nat_explain"`
 	Expires    time.Time `json:"expires"`
 	ExpiresIn  int       `json:"expires_in"` // seconds
 	UserAgent  string    `json:"user_agent"`
@@ -120,14 +130,19 @@ type External struct {
 	Changes uint64    `json:"changes"` // times it changed since start
 }
 
-// Call is one live call as shown by `sipedge call list`.
+// Call is one live call as shown by `sipedge call list`, or a recent call
+// as it was when it ended.
 type Call struct {
-	CallID   string    `json:"call_id"`
-	From     string    `json:"from"`
-	To       string    `json:"to"`
-	State    string    `json:"state"` // ringing|answered
+	CallID string `json:"call_id"`
+	From   string `json:"from"`
+	To     string `json:"to"`
+	// State is ringing|answered while the call lives; ended|failed|
+	// cancelled for a recent call (then Ended is set and Streams hold the
+	// final counts).
+	State    string    `json:"state"`
 	Started  time.Time `json:"started"`
 	Answered time.Time `json:"answered,omitzero"`
+	Ended    time.Time `json:"ended,omitzero"`
 	Caller   CallLeg   `json:"caller"`
 	Callee   CallLeg   `json:"callee"`
 	// Relayed says whether the call's media goes through sipedge's relay;
@@ -186,7 +201,9 @@ type StreamLeg struct {
 // Backend is what the API shows and changes.
 type Backend interface {
 	Status() Status
-	Peers() []Peer
+	// Peers returns the page of peers q selects and how many it selects
+	// in all (FilterPeers does it for a backend with a full list).
+	Peers(q PeerQuery) (page []Peer, total int)
 	Users() ([]User, error)
 	AddUser(name, password, nat string) error
 	DeleteUser(name string) (bool, error)
@@ -196,40 +213,40 @@ type Backend interface {
 	// EndCall hangs a call up (BYE to both sides); false if unknown.
 	EndCall(id string) bool
 	Metrics(w io.Writer)
+	// RecentCalls lists the calls whose SIP trace is kept, newest first.
+	RecentCalls() []calltrace.Summary
+	// RecentCall is a recent call as it was when it ended.
+	RecentCall(id string) (Call, bool)
+	// CallTrace is the SIP trace of a live or recent call.
+	CallTrace(id string) (calltrace.Trace, bool)
+}
+
+// CallTrace is a call's SIP messages and the ladder diagram drawn from
+// them (GET /api/v1/calls/{id}/trace).
+type CallTrace struct {
+	calltrace.Trace
+	Ladder calltrace.Ladder `json:"ladder"`
 }
 
 // ErrBadRequest wraps user errors that map to 400.
 var ErrBadRequest = errors.New("admin: bad request")
 
-// Handler returns the API's HTTP handler.
+// Handler returns the API's HTTP handler: the dashboard's static files
+// at / and /ui/ (no data in them, so no token), everything else behind
+// the bearer token.
 func Handler(b Backend, token string, log *slog.Logger) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, b.Status()) })
-	mux.HandleFunc("GET /api/v1/peers", func(w http.ResponseWriter, r *http.Request) {
-		ps := b.Peers()
-		sort.Slice(ps, func(i, j int) bool {
-			if ps[i].AOR != ps[j].AOR {
-				return ps[i].AOR < ps[j].AOR
-			}
-			return ps[i].Contact < ps[j].Contact
-		})
-		if ps == nil {
-			ps = []Peer{}
-		}
-		writeJSON(w, 200, ps)
-	})
-	mux.HandleFunc("GET /api/v1/users", func(w http.ResponseWriter, r *http.Request) {
+	api := http.NewServeMux()
+	api.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, b.Status()) })
+	api.HandleFunc("GET /api/v1/peers", func(w http.ResponseWriter, r *http.Request) { servePeers(w, r, b) })
+	api.HandleFunc("GET /api/v1/users", func(w http.ResponseWriter, r *http.Request) {
 		us, err := b.Users()
 		if err != nil {
 			writeErr(w, err)
 			return
 		}
-		if us == nil {
-			us = []User{}
-		}
-		writeJSON(w, 200, us)
+		writeJSON(w, 200, nonNil(us))
 	})
-	mux.HandleFunc("POST /api/v1/users", func(w http.ResponseWriter, r *http.Request) {
+	api.HandleFunc("POST /api/v1/users", func(w http.ResponseWriter, r *http.Request) {
 		var in struct{ Name, Password, NAT string }
 		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&in); err != nil {
 			writeJSON(w, 400, map[string]string{"error": "invalid JSON: " + err.Error()})
@@ -241,7 +258,7 @@ func Handler(b Backend, token string, log *slog.Logger) http.Handler {
 		}
 		writeJSON(w, 201, map[string]string{"name": in.Name})
 	})
-	mux.HandleFunc("DELETE /api/v1/users/{name}", func(w http.ResponseWriter, r *http.Request) {
+	api.HandleFunc("DELETE /api/v1/users/{name}", func(w http.ResponseWriter, r *http.Request) {
 		ok, err := b.DeleteUser(r.PathValue("name"))
 		if err != nil {
 			writeErr(w, err)
@@ -253,28 +270,19 @@ func Handler(b Backend, token string, log *slog.Logger) http.Handler {
 		}
 		w.WriteHeader(204)
 	})
-	mux.HandleFunc("GET /api/v1/bans", func(w http.ResponseWriter, r *http.Request) {
-		bs := b.Bans()
-		if bs == nil {
-			bs = []Ban{}
-		}
-		writeJSON(w, 200, bs)
-	})
-	mux.HandleFunc("DELETE /api/v1/bans/{ip}", func(w http.ResponseWriter, r *http.Request) {
+	api.HandleFunc("GET /api/v1/bans", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, nonNil(b.Bans())) })
+	api.HandleFunc("DELETE /api/v1/bans/{ip}", func(w http.ResponseWriter, r *http.Request) {
 		if !b.Unban(r.PathValue("ip")) {
 			writeJSON(w, 404, map[string]string{"error": "not banned"})
 			return
 		}
 		w.WriteHeader(204)
 	})
-	mux.HandleFunc("GET /api/v1/calls", func(w http.ResponseWriter, r *http.Request) {
-		cs := b.Calls()
-		if cs == nil {
-			cs = []Call{}
-		}
-		writeJSON(w, 200, cs)
+	api.HandleFunc("GET /api/v1/calls", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, nonNil(b.Calls())) })
+	api.HandleFunc("GET /api/v1/calls/recent", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, nonNil(b.RecentCalls()))
 	})
-	mux.HandleFunc("GET /api/v1/calls/{id}", func(w http.ResponseWriter, r *http.Request) {
+	api.HandleFunc("GET /api/v1/calls/{id}", func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
 		for _, c := range b.Calls() {
 			if c.CallID == id {
@@ -282,26 +290,44 @@ func Handler(b Backend, token string, log *slog.Logger) http.Handler {
 				return
 			}
 		}
+		if c, ok := b.RecentCall(id); ok {
+			writeJSON(w, 200, c)
+			return
+		}
 		writeJSON(w, 404, map[string]string{"error": "no such call"})
 	})
-	mux.HandleFunc("DELETE /api/v1/calls/{id}", func(w http.ResponseWriter, r *http.Request) {
+	api.HandleFunc("GET /api/v1/calls/{id}/trace", func(w http.ResponseWriter, r *http.Request) {
+		t, ok := b.CallTrace(r.PathValue("id"))
+		if !ok {
+			writeJSON(w, 404, map[string]string{"error": "no trace of that call (never seen, or no longer among the recent calls)"})
+			return
+		}
+		writeJSON(w, 200, CallTrace{Trace: t, Ladder: calltrace.Analyze(t)})
+	})
+	api.HandleFunc("DELETE /api/v1/calls/{id}", func(w http.ResponseWriter, r *http.Request) {
 		if !b.EndCall(r.PathValue("id")) {
 			writeJSON(w, 404, map[string]string{"error": "no such answered call"})
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+	ev := &events{b: b}
+	api.HandleFunc("GET /api/v1/events", ev.serve)
+	api.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		b.Metrics(w)
 	})
 	// Profiling for operators, behind the same token.
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/heap", pprof.Handler("heap").ServeHTTP)
-	mux.HandleFunc("GET /debug/pprof/goroutine", pprof.Handler("goroutine").ServeHTTP)
+	api.HandleFunc("GET /debug/pprof/", pprof.Index)
+	api.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	api.HandleFunc("GET /debug/pprof/heap", pprof.Handler("heap").ServeHTTP)
+	api.HandleFunc("GET /debug/pprof/goroutine", pprof.Handler("goroutine").ServeHTTP)
+	api.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 404, map[string]string{"error": "no such endpoint"})
+	})
+
 	want := []byte("Bearer " + token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	authed := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := []byte(r.Header.Get("Authorization"))
 		if token == "" || subtle.ConstantTimeCompare(got, want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sipedge"`)
@@ -312,8 +338,29 @@ func Handler(b Backend, token string, log *slog.Logger) http.Handler {
 			writeJSON(w, 403, map[string]string{"error": "cross-origin request refused"})
 			return
 		}
-		mux.ServeHTTP(w, r)
+		api.ServeHTTP(w, r)
 	})
+	root := http.NewServeMux()
+	ui := uiHandler()
+	root.Handle("GET /{$}", ui)
+	root.Handle("GET /ui/", ui)
+	root.Handle("/", authed)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("Cache-Control", "no-store")
+		root.ServeHTTP(w, r)
+	})
+}
+
+// nonNil makes a nil slice encode as [] rather than null.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }
 
 func sameHost(r *http.Request) bool {
@@ -339,9 +386,20 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = enc.Encode(v)
 }
 
-// Serve runs the API on l until it is closed.
-func Serve(l net.Listener, h http.Handler) *http.Server {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+// Serve runs the API on l until it is closed, over TLS when tc is not nil.
+// Event streams lift the write timeout for themselves.
+func Serve(l net.Listener, h http.Handler, tc *tls.Config) *http.Server {
+	// Shutdown waits for running requests but does not cancel them: the
+	// base context is cancelled on shutdown so event streams end too.
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, TLSConfig: tc,
+		ErrorLog:    slog.NewLogLogger(slog.Default().Handler(), slog.LevelDebug),
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	srv.RegisterOnShutdown(cancel)
+	if tc != nil {
+		l = tls.NewListener(l, tc)
+	}
 	go func() { _ = srv.Serve(l) }()
 	return srv
 }

@@ -7,6 +7,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -15,7 +17,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -61,6 +62,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = callCmd(args[1:], stdout)
 	case "status":
 		err = status(args[1:], stdout)
+	case "dashboard":
+		err = dashboard(args[1:], stdout)
 	case "probe":
 		err = probe(args[1:], stdout, stderr)
 	case "version", "--version":
@@ -101,9 +104,13 @@ Usage:
   sipedge user import FILE.csv             bulk add "name,password" lines (server stopped)
   sipedge peer list [--json]               registrations with their NAT flow and keepalive status
   sipedge call list [--json]               live calls, both media directions, alarms
-  sipedge call show CALL-ID [--json]       one call in detail
+  sipedge call show CALL-ID [--json]       one call in detail (live, or recent with its final counts)
+  sipedge call recent [--json]             recent calls whose SIP messages are kept
+  sipedge call trace CALL-ID [--json] [--raw]
+                                           the call's SIP ladder, with the NAT fixes applied
   sipedge call hangup CALL-ID              end a call (BYE to both sides)
   sipedge status [--json]                  server overview
+  sipedge dashboard                        print the web dashboard's link (with the token)
   sipedge probe [--json] [--lifetime] [--lifetime-max 120s] [--bind IP[:PORT]] SERVER[:PORT]
                                            from here: public address, NAT type (RFC 4787 / RFC 3489),
                                            SIP ALG, hairpinning, binding lifetime, advice for phones
@@ -152,6 +159,22 @@ func (c *common) client() (*apiClient, error) {
 	url := c.adminURL
 	if url == "" {
 		url = "http://" + cfg.Admin.Listen
+		if cfg.Admin.TLSCert != "" {
+			url = "https://" + cfg.Admin.Listen
+		}
+	}
+	hc := &http.Client{Timeout: 10 * time.Second}
+	if cfg.Admin.TLSCert != "" {
+		// Trust the server's own certificate too: it is often
+		// self-signed.
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if pem, err := os.ReadFile(cfg.Admin.TLSCert); err == nil {
+			pool.AppendCertsFromPEM(pem)
+		}
+		hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
 	}
 	tok := c.token
 	if tok == "" {
@@ -167,7 +190,7 @@ func (c *common) client() (*apiClient, error) {
 		}
 		tok = strings.TrimSpace(string(b))
 	}
-	return &apiClient{base: strings.TrimRight(url, "/"), token: tok, hc: &http.Client{Timeout: 10 * time.Second}}, nil
+	return &apiClient{base: strings.TrimRight(url, "/"), token: tok, hc: hc}, nil
 }
 
 // parse parses flags allowing them after positional arguments.
@@ -493,103 +516,6 @@ func peerList(args []string, stdout io.Writer) error {
 	return tw.Flush()
 }
 
-const callUsage = "sipedge call list|show CALL-ID|hangup CALL-ID [--json]"
-
-func callCmd(args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return usageErr(callUsage)
-	}
-	fs := flag.NewFlagSet("call", flag.ContinueOnError)
-	var c common
-	c.register(fs)
-	rest, err := parse(fs, args[1:])
-	if err != nil {
-		return usageErr(callUsage)
-	}
-	verb := args[0]
-	if (verb == "list") != (len(rest) == 0) || len(rest) > 1 {
-		return usageErr(callUsage)
-	}
-	api, err := c.client()
-	if err != nil {
-		return err
-	}
-	switch verb {
-	case "list":
-		var calls []admin.Call
-		if err := api.do("GET", "/api/v1/calls", nil, &calls); err != nil {
-			return err
-		}
-		if c.jsonOut {
-			return writeJSON(stdout, calls)
-		}
-		if len(calls) == 0 {
-			fmt.Fprintln(stdout, "no calls")
-			return nil
-		}
-		for i, call := range calls {
-			if i > 0 {
-				fmt.Fprintln(stdout)
-			}
-			writeCall(stdout, call, false)
-		}
-		return nil
-	case "show":
-		var call admin.Call
-		if err := api.do("GET", "/api/v1/calls/"+url.PathEscape(rest[0]), nil, &call); err != nil {
-			return err
-		}
-		if c.jsonOut {
-			return writeJSON(stdout, call)
-		}
-		writeCall(stdout, call, true)
-		return nil
-	case "hangup":
-		if err := api.do("DELETE", "/api/v1/calls/"+url.PathEscape(rest[0]), nil, nil); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "call %s ended\n", rest[0])
-		return nil
-	}
-	return usageErr(callUsage)
-}
-
-// writeCall prints a call: a header line, then one line per stream and
-// direction, then its alarms.
-func writeCall(w io.Writer, c admin.Call, detail bool) {
-	age := time.Since(c.Started).Truncate(time.Second)
-	fmt.Fprintf(w, "%s  %s -> %s  %s %s\n", c.CallID, c.From, c.To, c.State, age)
-	fmt.Fprintf(w, "  media: %s\n", c.MediaDecision)
-	if detail {
-		fmt.Fprintf(w, "  caller: %s nat=%v\n  callee: %s nat=%v %s\n", c.Caller.Flow, c.Caller.NAT, c.Callee.Flow, c.Callee.NAT, c.Callee.Name)
-	}
-	names := [2]string{"caller->callee", "callee->caller"}
-	for _, s := range c.Streams {
-		for i, l := range s.Legs {
-			seen := "never"
-			if !l.LastSeen.IsZero() {
-				seen = time.Since(l.LastSeen).Truncate(time.Millisecond).String() + " ago"
-			}
-			fmt.Fprintf(w, "  %-5s %s: %d pkts %d bytes, loss %.1f%%, jitter %.1f ms, last %s",
-				s.Media, names[i], l.Packets, l.Bytes, l.LossPercent, l.JitterMs, seen)
-			if l.DroppedForeign > 0 {
-				fmt.Fprintf(w, ", %d foreign dropped", l.DroppedForeign)
-			}
-			if l.Hold {
-				fmt.Fprint(w, ", on hold")
-			}
-			fmt.Fprintln(w)
-			if detail {
-				fmt.Fprintf(w, "        relay port %d, announced %s, sending to %s, latched=%v locked=%v rtcp-mux=%v, RTCP %d pkts (reports loss %.1f%%, jitter %.1f ms)\n",
-					l.RelayPort, l.Announced, l.Target, l.Latched, l.Locked, l.RTCPMux, l.RTCPPackets, l.ReportedLossPercent, l.ReportedJitterMs)
-			}
-		}
-	}
-	for _, a := range c.Alarms {
-		fmt.Fprintf(w, "  ALARM: %s\n", a)
-	}
-}
-
 func status(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	var c common
@@ -639,7 +565,8 @@ type apiClient struct {
 func (a *apiClient) alive() bool {
 	req, _ := http.NewRequest("GET", a.base+"/api/v1/status", nil)
 	req.Header.Set("Authorization", "Bearer "+a.token)
-	hc := &http.Client{Timeout: time.Second}
+	hc := *a.hc
+	hc.Timeout = time.Second
 	res, err := hc.Do(req)
 	if err != nil {
 		return false

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,7 +21,10 @@ import (
 	"github.com/sipedge/sipedge/auth"
 	"github.com/sipedge/sipedge/keepalive"
 	"github.com/sipedge/sipedge/location"
+	"github.com/sipedge/sipedge/proxy"
 	"github.com/sipedge/sipedge/relay"
+	"github.com/sipedge/sipedge/sipnat"
+	"github.com/sipedge/sipedge/sipx"
 )
 
 // Version is set at build time.
@@ -67,12 +72,25 @@ func (e *Edge) startAdmin() error {
 	if e.cfg.AdminDisabled() {
 		return nil
 	}
+	var tc *tls.Config
+	if a := e.cfg.Admin; a.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(a.TLSCert, a.TLSKey)
+		if err != nil {
+			return fmt.Errorf("edge: admin TLS certificate: %w", err)
+		}
+		tc = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	l, err := net.Listen("tcp", e.cfg.Admin.Listen)
 	if err != nil {
 		return fmt.Errorf("edge: admin listen %s: %w", e.cfg.Admin.Listen, err)
 	}
 	e.adminAddr = l.Addr().String()
-	srv := admin.Serve(l, admin.Handler(e, tok, e.log))
+	scheme := "http"
+	if tc != nil {
+		scheme = "https"
+	}
+	e.log.Info("admin API and dashboard", "url", scheme+"://"+e.adminAddr+"/", "hint", "sipedge dashboard prints a link with the token")
+	srv := admin.Serve(l, admin.Handler(e, tok, e.log), tc)
 	e.closers = append(e.closers, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -138,30 +156,100 @@ func (e *Edge) counters() map[string]uint64 {
 	return c
 }
 
-// Peers implements admin.Backend.
-func (e *Edge) Peers() []admin.Peer {
-	var out []admin.Peer
-	now := time.Now()
-	e.loc.All(func(b location.Binding) bool {
-		status, ka := keepaliveView(e.ka.State(b.Flow))
-		out = append(out, admin.Peer{
-			Kind: "registration", AOR: b.AOR, User: b.User, Contact: b.Contact, Transport: b.Flow.Transport,
-			Remote: b.Flow.Remote.String(), Local: b.Flow.Local.String(), NAT: b.NAT,
-			NATReasons: append([]string{}, b.NATReasons...), Expires: b.Expires,
-			ExpiresIn: int(b.Expires.Sub(now) / time.Second), UserAgent: b.UserAgent,
-			Registered: b.Registered, Updated: b.Updated, Status: status, Keepalive: ka,
-		})
+// Peers implements admin.Backend: registrations and pinged trunks. The
+// selection runs on the stored bindings and only the page is built, so a
+// dashboard page costs little with 100,000 registrations.
+func (e *Edge) Peers(q admin.PeerQuery) ([]admin.Peer, int) {
+	flowStatus := func(f sipx.Flow) func() string {
+		return func() string {
+			st, ok := e.ka.State(f)
+			if !ok {
+				return admin.PeerStatus(nil)
+			}
+			return st.Status.String()
+		}
+	}
+	// Select on the stored bindings without copying them; keep only the
+	// sort keys, and fetch the page's bindings afterwards.
+	type ref struct{ aor, contact string }
+	_, n := e.loc.Count()
+	sel := make([]ref, 0, n)
+	e.loc.Each(func(b *location.Binding) bool {
+		remote := ""
+		if q.Q != "" {
+			remote = b.Flow.Remote.String()
+		}
+		var status func() string // only when asked: it costs a closure and a lookup
+		if q.Status != "" {
+			status = flowStatus(b.Flow)
+		}
+		if q.Matches(b.AOR, b.Contact, remote, b.UserAgent, b.NAT, status) {
+			sel = append(sel, ref{b.AOR, b.Contact})
+		}
 		return true
 	})
+	var trunks []trunkPing
 	for _, t := range e.trunks {
-		status, ka := keepaliveView(e.ka.State(t.flow))
-		out = append(out, admin.Peer{
-			Kind: "trunk", AOR: t.name, Contact: t.to, Transport: t.flow.Transport,
-			Remote: t.flow.Remote.String(), Local: t.flow.Local.String(), NATReasons: []string{},
-			Status: status, Keepalive: ka,
-		})
+		if q.Matches(t.name, t.to, t.flow.Remote.String(), "", false, flowStatus(t.flow)) {
+			trunks = append(trunks, t)
+		}
 	}
-	return out
+	sort.Slice(sel, func(i, j int) bool { return admin.PeerLess(sel[i].aor, sel[i].contact, sel[j].aor, sel[j].contact) })
+	sort.Slice(trunks, func(i, j int) bool { return admin.PeerLess(trunks[i].name, trunks[i].to, trunks[j].name, trunks[j].to) })
+	total := len(sel) + len(trunks)
+	from, to := q.Page(total)
+	out := make([]admin.Peer, 0, to-from)
+	now := time.Now()
+	// Registrations and trunks merge in API order.
+	for i, j, k := 0, 0, 0; k < to; k++ {
+		useTrunk := j < len(trunks) && (i >= len(sel) || admin.PeerLess(trunks[j].name, trunks[j].to, sel[i].aor, sel[i].contact))
+		if k < from {
+			if useTrunk {
+				j++
+			} else {
+				i++
+			}
+			continue
+		}
+		if useTrunk {
+			out = append(out, e.trunkPeer(trunks[j]))
+			j++
+		} else {
+			// A binding that went away since the scan is left out.
+			for _, b := range e.loc.Lookup(sel[i].aor) {
+				if b.Contact == sel[i].contact {
+					out = append(out, e.bindingPeer(b, now))
+				}
+			}
+			i++
+		}
+	}
+	return out, total
+}
+
+func (e *Edge) bindingPeer(b location.Binding, now time.Time) admin.Peer {
+	status, ka := keepaliveView(e.ka.State(b.Flow))
+	rs := make([]sipnat.Reason, len(b.NATReasons))
+	for i, r := range b.NATReasons {
+		rs[i] = sipnat.Reason(r)
+	}
+	kind, why := sipnat.Explain(rs)
+	return admin.Peer{NATKind: kind, NATExplain: why,
+		Kind: "registration", AOR: b.AOR, User: b.User, Contact: b.Contact, Transport: b.Flow.Transport,
+		Remote: b.Flow.Remote.String(), Local: b.Flow.Local.String(), NAT: b.NAT,
+		NATReasons: append([]string{}, b.NATReasons...), Expires: b.Expires,
+		ExpiresIn: int(b.Expires.Sub(now) / time.Second), UserAgent: b.UserAgent,
+		Registered: b.Registered, Updated: b.Updated, Status: status, Keepalive: ka,
+	}
+}
+
+func (e *Edge) trunkPeer(t trunkPing) admin.Peer {
+	status, ka := keepaliveView(e.ka.State(t.flow))
+	return admin.Peer{
+		Kind: "trunk", AOR: t.name, Contact: t.to, Transport: t.flow.Transport,
+		Remote: t.flow.Remote.String(), Local: t.flow.Local.String(), NATReasons: []string{},
+		Status: status, Keepalive: ka,
+	}
 }
 
 // Users implements admin.Backend.
@@ -240,8 +328,36 @@ func (e *Edge) Metrics(w io.Writer) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	var methods []string
 	for _, k := range keys {
+		if m, ok := strings.CutPrefix(k, "requests_"); ok {
+			methods = append(methods, m)
+			continue
+		}
+		if strings.HasPrefix(k, "responses_") {
+			continue // the registrar's own; all are in sipedge_sip_transactions_total
+		}
 		fmt.Fprintf(w, "# TYPE sipedge_%s_total counter\nsipedge_%s_total %d\n", k, k, st.Counters[k])
+	}
+	fmt.Fprintf(w, "# TYPE sipedge_sip_requests_total counter\n")
+	for _, m := range methods {
+		fmt.Fprintf(w, "sipedge_sip_requests_total{method=%q} %d\n", m, st.Counters["requests_"+m])
+	}
+	// Final responses by method and class: "server" is what sipedge
+	// answered (itself or relaying the callee's answer), "client" what the
+	// next hops answered sipedge.
+	fmt.Fprintf(w, "# TYPE sipedge_sip_transactions_total counter\n")
+	for _, side := range []struct {
+		name string
+		c    *sipx.TxCounts
+	}{{"server", &e.stack.Stats.Server}, {"client", &e.stack.Stats.Client}} {
+		side.c.Each(func(method, class string, n uint64) {
+			fmt.Fprintf(w, "sipedge_sip_transactions_total{side=%q,method=%q,class=%q} %d\n", side.name, method, class, n)
+		})
+	}
+	fmt.Fprintf(w, "# TYPE sipedge_bans gauge\nsipedge_bans %d\n", len(e.guard.Bans()))
+	if st.Registrations > 0 {
+		fmt.Fprintf(w, "# TYPE sipedge_registrations_nated_ratio gauge\nsipedge_registrations_nated_ratio %g\n", float64(st.NATed)/float64(st.Registrations))
 	}
 	rt := e.relay.Totals()
 	calls := e.proxy.Calls()
@@ -309,27 +425,36 @@ func TokenFile(dataDir string) string { return filepath.Join(dataDir, "admin.tok
 func (e *Edge) Calls() []admin.Call {
 	var out []admin.Call
 	for _, c := range e.proxy.Calls() {
-		ac := admin.Call{CallID: c.CallID, From: c.From, To: c.To, State: c.State,
-			Started: c.Started, Answered: c.Answered,
-			Caller: admin.CallLeg(c.Caller), Callee: admin.CallLeg(c.Callee), Streams: []admin.Stream{}}
-		if in, ok := e.anchor.Info(c.CallID); ok {
-			ac.Relayed, ac.MediaDecision = in.Relayed, in.Reason
-			if in.Media != nil {
-				for _, s := range in.Media.Streams {
-					as := admin.Stream{Index: s.Index, Media: s.Media, Alarm: s.Alarm,
-						Legs: [2]admin.StreamLeg{streamLeg(s.A), streamLeg(s.B)}}
-					ac.Streams = append(ac.Streams, as)
-					if s.Alarm != "" {
-						ac.Alarms = append(ac.Alarms, fmt.Sprintf("stream %d (%s): %s", s.Index, s.Media, s.Alarm))
-					}
-				}
-			}
-		} else {
-			ac.MediaDecision = "no SDP seen"
-		}
-		out = append(out, ac)
+		out = append(out, e.adminCall(c))
 	}
 	return out
+}
+
+// adminCall is a proxy call with the relay's view of its media.
+func (e *Edge) adminCall(c proxy.Call) admin.Call {
+	ac := admin.Call{CallID: c.CallID, From: c.From, To: c.To, State: c.State,
+		Started: c.Started, Answered: c.Answered,
+		Caller: admin.CallLeg(c.Caller), Callee: admin.CallLeg(c.Callee), Streams: []admin.Stream{}}
+	if ac.Caller.Name == "" {
+		ac.Caller.Name = strings.TrimPrefix(strings.TrimPrefix(c.From, "sip:"), "sips:")
+	}
+	in, ok := e.anchor.Info(c.CallID)
+	if !ok {
+		ac.MediaDecision = "no SDP seen"
+		return ac
+	}
+	ac.Relayed, ac.MediaDecision = in.Relayed, in.Reason
+	if in.Media != nil {
+		for _, s := range in.Media.Streams {
+			as := admin.Stream{Index: s.Index, Media: s.Media, Alarm: s.Alarm,
+				Legs: [2]admin.StreamLeg{streamLeg(s.A), streamLeg(s.B)}}
+			ac.Streams = append(ac.Streams, as)
+			if s.Alarm != "" {
+				ac.Alarms = append(ac.Alarms, fmt.Sprintf("stream %d (%s): %s", s.Index, s.Media, s.Alarm))
+			}
+		}
+	}
+	return ac
 }
 
 func streamLeg(l relay.LegInfo) admin.StreamLeg {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/sipedge/sipedge/anchor"
 	"github.com/sipedge/sipedge/auth"
+	"github.com/sipedge/sipedge/calltrace"
 	"github.com/sipedge/sipedge/config"
 	"github.com/sipedge/sipedge/keepalive"
 	"github.com/sipedge/sipedge/location"
@@ -67,12 +68,15 @@ type Edge struct {
 	secret []byte
 	guard  *auth.Guard
 	loc    *location.Store
-	stack  *sipx.Stack
-	reg    *registrar.Registrar
-	proxy  *proxy.Proxy
-	ext    externalState
-	pm     portmapState
-	ka     *keepalive.Manager
+	// trace keeps recent calls' SIP messages; nil when admin.trace_calls
+	// is 0.
+	trace *calltrace.Recorder
+	stack *sipx.Stack
+	reg   *registrar.Registrar
+	proxy *proxy.Proxy
+	ext   externalState
+	pm    portmapState
+	ka    *keepalive.Manager
 	// keepalivePolicy is a user's keepalive policy; trunks are the
 	// routes being pinged.
 	keepalivePolicy func(user string) keepalive.Policy
@@ -200,7 +204,12 @@ func Start(cfg *config.Config, opt Options) (_ *Edge, err error) {
 	}
 	e.closers = append(e.closers, func() { _ = e.loc.Close() })
 
-	e.stack = sipx.New(sipx.Config{Logger: e.log, Allow: e.guard.Allow, STUN: e.answerSTUN}, e)
+	sc := sipx.Config{Logger: e.log, Allow: e.guard.Allow, STUN: e.answerSTUN}
+	if cfg.Admin.TraceCalls > 0 {
+		e.trace = calltrace.New(calltrace.Config{Calls: cfg.Admin.TraceCalls})
+		sc.Trace = e.trace.Record
+	}
+	e.stack = sipx.New(sc, e)
 	e.closers = append(e.closers, func() { _ = e.stack.Close() })
 
 	if err := e.bind(opt.UDPReaders); err != nil {
@@ -398,7 +407,7 @@ func (e *Edge) buildRouting() error {
 		},
 		Trusted: e.trusted, Routes: routes, Secret: e.secret,
 		Media: e.anchor, UserMedia: func(u string) string { return userMedia[u] },
-		DialogUp: e.ka.DialogUp, DialogDown: e.ka.DialogDown,
+		DialogUp: e.ka.DialogUp, DialogDown: e.ka.DialogDown, CallEnded: e.callEnded,
 		InviteTimeout: c.Proxy.InviteTimeout.Duration, MaxForwards: c.Proxy.MaxForwards, UDPMaxSize: c.Proxy.UDPMaxSize,
 	})
 	return nil

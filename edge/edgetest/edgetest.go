@@ -108,7 +108,8 @@ func Start(tb testing.TB, toml string, mutate ...func(*config.Config)) *Server {
 }
 
 // StartWith is Start with process-level options (e.g. a fake gateway for
-// external_address = "auto"); Logger and UDPReaders are set here.
+// external_address = "auto"); UDPReaders is set here, and Logger unless
+// given (by default the log goes to the test's log).
 func StartWith(tb testing.TB, opt edge.Options, toml string, mutate ...func(*config.Config)) *Server {
 	tb.Helper()
 	cfg, err := config.Parse("test.toml", []byte(toml))
@@ -137,8 +138,10 @@ func start(tb testing.TB, cfg *config.Config, opt edge.Options) *Server {
 	case "info":
 		level = slog.LevelInfo
 	}
-	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
-	opt.Logger, opt.UDPReaders = log, 2
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+	}
+	opt.UDPReaders = 2
 	e, err := edge.Start(cfg, opt)
 	if err != nil {
 		tb.Fatalf("edgetest: start: %v", err)
