@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs every sipedge test: vet, unit and in-process tests (with -race), short
-# fuzz runs of every parser, and the network-namespace NAT lab with SIPp and
-# baresip phones.
+# fuzz runs of every parser, the web dashboard in headless Chromium, and the
+# network-namespace NAT lab with SIPp and baresip phones.
 # Installs what it needs with apt-get when missing (run as root on Debian).
 #
-#   test/all.sh            everything
-#   SKIP_LAB=1 test/all.sh no lab (no root needed)
-#   FUZZTIME=30s test/all.sh   longer fuzzing
+#   test/all.sh                 everything
+#   SKIP_LAB=1 test/all.sh      no lab (no root needed)
+#   SKIP_BROWSER=1 test/all.sh  no dashboard tests in Chromium
+#   FUZZTIME=30s test/all.sh    longer fuzzing
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,14 +28,17 @@ if [ "${SKIP_LAB:-0}" != 1 ]; then
   # router); this package ships no service, nothing starts on install.
   command -v miniupnpd >/dev/null || need_pkgs+=(miniupnpd-iptables)
   command -v iptables-legacy >/dev/null || need_pkgs+=(iptables)
-  if [ ${#need_pkgs[@]} -gt 0 ]; then
-    if [ "$(id -u)" = 0 ]; then
-      echo "== installing ${need_pkgs[*]}"
-      apt-get update -qq
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
-    else
-      echo "lab needs ${need_pkgs[*]} (run as root, or SKIP_LAB=1)" >&2; exit 1
-    fi
+fi
+if [ "${SKIP_BROWSER:-0}" != 1 ]; then
+  command -v chromium >/dev/null || need_pkgs+=(chromium)
+fi
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "== installing ${need_pkgs[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+  else
+    echo "tests need ${need_pkgs[*]} (run as root, or SKIP_LAB=1 / SKIP_BROWSER=1)" >&2; exit 1
   fi
 fi
 
@@ -45,6 +49,7 @@ if [ -n "$unformatted" ]; then echo "not gofmt-ed:"; echo "$unformatted"; exit 1
 echo "== go vet"
 go vet ./...
 go vet -tags lab ./test/lab/
+go vet -tags browser ./test/browser/
 
 echo "== unit and in-process tests (race detector)"
 go test -race -count=1 ./...
@@ -69,6 +74,11 @@ for pkg in $(go list ./...); do
     rm -f "$log"
   done
 done
+
+if [ "${SKIP_BROWSER:-0}" != 1 ]; then
+  echo "== web dashboard in headless Chromium (screenshots in test/browser/out/)"
+  SIPEDGE_REQUIRE_BROWSER=1 go test -tags browser -count=1 -timeout 5m ./test/browser/
+fi
 
 if [ "${SKIP_LAB:-0}" != 1 ]; then
   echo "== NAT lab (network namespaces, iptables NAT, SIPp)"
