@@ -2,8 +2,6 @@ package edge_test
 
 import (
 	"bytes"
-	"io"
-	"net/http"
 	"regexp"
 	"strings"
 	"testing"
@@ -144,7 +142,7 @@ func TestCallTraceAndRecent(t *testing.T) {
 	}
 
 	// Transactions by method and class on /metrics.
-	metrics := getText(t, srv, "/metrics")
+	metrics := metricsText(t, srv)
 	for _, want := range []string{
 		`sipedge_sip_transactions_total{side="server",method="INVITE",class="2xx"} 1`,
 		`sipedge_sip_transactions_total{side="server",method="INVITE",class="4xx"} 1`, // the 407
@@ -174,17 +172,4 @@ func TestCallTraceOff(t *testing.T) {
 		t.Errorf("trace with trace_calls = 0: %d, want 404", code)
 	}
 	hangup(t, mc.out, mc.in, "alice", "bob")
-}
-
-func getText(t *testing.T, srv *edgetest.Server, path string) string {
-	t.Helper()
-	req, _ := http.NewRequest("GET", "http://"+srv.Admin+path, nil)
-	req.Header.Set("Authorization", "Bearer "+srv.Token)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return string(b)
 }

@@ -254,24 +254,7 @@ func (s *Store) Remove(aor string) {
 // order, until fn returns false. fn may call the Store. Changes made while
 // All runs may or may not be seen.
 func (s *Store) All(fn func(Binding) bool) {
-	now := s.now()
-	var batch [][]Binding
-	for i := range s.shards {
-		sh := &s.shards[i]
-		batch = batch[:0]
-		sh.mu.RLock()
-		for _, bs := range sh.m {
-			batch = append(batch, bs)
-		}
-		sh.mu.RUnlock()
-		for _, bs := range batch {
-			for j := range bs {
-				if !bs[j].Expired(now) && !fn(bs[j].clone()) {
-					return
-				}
-			}
-		}
-	}
+	s.Each(func(b *Binding) bool { return fn(b.clone()) })
 }
 
 // Each is All without copies, for scans over every binding (the admin
