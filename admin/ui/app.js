@@ -744,10 +744,14 @@
     function row(p) {
       const trunk = p.kind === 'trunk';
       const reasons = p.nat_reasons || [];
-      const natCell = h('td', { class: 'nat' });
-      if (trunk) add(natCell, badge('trunk', 'trunk', 'A trunk (route with keepalive)'), p.nat ? [' ', natBadge(true, reasons.join('; '))] : null);
-      else add(natCell, natBadge(p.nat, p.nat ? reasons.join('; ') : 'Contact and Via match the address the packets come from'));
-      if (p.nat && reasons.length) add(natCell, h('div', { class: 'reasons' }, reasons.join('; ')));
+      // The server's sentence (nat_explain) says what the reasons mean;
+      // the reason codes stay in the tooltip.
+      const why = p.nat_explain || reasons.join('; ');
+      const tip = reasons.length ? `${why} (${reasons.join(', ')})` : why;
+      const natCell = h('td', { class: 'nat', 'data-nat-kind': p.nat_kind || null });
+      if (trunk) add(natCell, badge('trunk', 'trunk', 'A trunk (route with keepalive)'), p.nat ? [' ', natBadge(true, tip)] : null);
+      else add(natCell, natBadge(p.nat, p.nat ? tip : 'Contact and Via match the address the packets come from'));
+      if (p.nat && why) add(natCell, h('div', { class: 'reasons' }, why));
       const exp = trunk ? '–' : (p.expires_in > 0 ? fmtAbout(p.expires_in) : 'expired');
       return h('tr', { 'data-aor': p.aor, 'data-kind': p.kind, 'data-nat': p.nat ? 'yes' : 'no' },
         h('td', { class: 'aor' }, h('div', { class: 'strong' }, p.aor), p.user && !p.aor.startsWith(`${p.user}@`) ? h('div', { class: 'sub' }, p.user) : null),

@@ -84,8 +84,9 @@ func TestDashboardLiveCall(t *testing.T) {
 			if got := p.text(row + " .badge.nat"); got != "NAT" {
 				t.Errorf("%s's NAT badge = %q, want NAT", u, got)
 			}
-			if got := p.text(row + " .reasons"); got == "" {
-				t.Errorf("%s: no NAT reasons shown", u)
+			// The server's plain-words explanation, not the reason codes.
+			if got := p.text(row + " .reasons"); !strings.Contains(got, "changes the address and the port") {
+				t.Errorf("%s: NAT explanation shown = %q, want sipedge's sentence", u, got)
 			}
 			if got := p.text(row + " td.contact"); !strings.Contains(got, map[string]string{"alice": aliceLAN, "bob": bobLAN}[u]) {
 				t.Errorf("%s's contact as sent = %q, want the private address", u, got)

@@ -309,6 +309,41 @@ func TestLabAudioConeToSym(t *testing.T) {
 	})
 	wantTwoWay(t, r)
 	wantRelayed(t, r)
+	wantLadder(t, s, r)
+}
+
+// wantLadder checks the call's ladder as the dashboard draws it: each
+// phone at the private address it claims, its NAT at the public address
+// the packets came from, and the SDP rewritten to the relay for both.
+func wantLadder(t *testing.T, s *Sipedge, r audioResult) {
+	t.Helper()
+	l, err := s.LastLadder()
+	if err != nil {
+		t.Fatalf("ladder: %v", err)
+	}
+	var cols []string
+	for _, c := range l.Columns {
+		cols = append(cols, c.Kind+" "+c.Addr)
+	}
+	want := []string{"phone " + r.From.IP, "nat " + publicIP(r.From), "sipedge", "nat " + publicIP(r.To), "phone " + r.To.IP}
+	ok := len(cols) == len(want)
+	for i := 0; ok && i < len(want); i++ {
+		ok = strings.HasPrefix(cols[i], want[i])
+	}
+	if !ok {
+		t.Errorf("ladder columns %q, want prefixes %q", cols, want)
+	}
+	sdp := 0
+	for _, a := range l.Arrows {
+		for _, f := range a.Fixes {
+			if f.Kind == "sdp" && strings.Contains(f.Text, "relay") {
+				sdp++
+			}
+		}
+	}
+	if l.State != "ended" || sdp < 2 {
+		t.Errorf("ladder of %s: state %q, %d SDP rewrites to the relay; want ended and both offer and answer rewritten", l.CallID, l.State, sdp)
+	}
 }
 
 // TestLabAudioConeToCone: two phones behind the same cone NAT, on the same

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -425,3 +426,47 @@ func (s *Sipedge) Alive(t testing.TB) {
 
 // Signal sends sig to sipedge (for reload or shutdown tests).
 func (s *Sipedge) Signal(sig syscall.Signal) error { return s.Proc.cmd.Process.Signal(sig) }
+
+// Ladder is the part of GET /api/v1/calls/{id}/trace the lab checks.
+type Ladder struct {
+	CallID  string `json:"call_id"`
+	State   string `json:"state"`
+	Columns []struct {
+		Kind string `json:"kind"`
+		Addr string `json:"addr"`
+	} `json:"columns"`
+	Arrows []struct {
+		Label string `json:"label"`
+		Fixes []struct {
+			Kind string `json:"kind"`
+			Text string `json:"text"`
+		} `json:"fixes"`
+	} `json:"arrows"`
+}
+
+// LastLadder is the ladder of the most recent call sipedge traced.
+func (s *Sipedge) LastLadder() (*Ladder, error) {
+	body, err := s.get("/api/v1/calls/recent")
+	if err != nil {
+		return nil, err
+	}
+	var recent []struct {
+		CallID string `json:"call_id"`
+	}
+	if err := json.Unmarshal(body, &recent); err != nil || len(recent) == 0 {
+		return nil, fmt.Errorf("GET /api/v1/calls/recent: %v: %s", err, body)
+	}
+	if body, err = s.get("/api/v1/calls/" + url.PathEscape(recent[0].CallID) + "/trace"); err != nil {
+		return nil, err
+	}
+	var l struct {
+		CallID string `json:"call_id"`
+		State  string `json:"state"`
+		Ladder Ladder `json:"ladder"`
+	}
+	if err := json.Unmarshal(body, &l); err != nil {
+		return nil, fmt.Errorf("trace: %w", err)
+	}
+	l.Ladder.CallID, l.Ladder.State = l.CallID, l.State
+	return &l.Ladder, nil
+}
