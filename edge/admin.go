@@ -103,7 +103,8 @@ func (e *Edge) startAdmin() error {
 func (e *Edge) Status() admin.Status {
 	aors, regs := e.loc.Count()
 	nated := 0
-	e.loc.All(func(b location.Binding) bool {
+	// The dashboard's event stream asks every 5 s: count without copies.
+	e.loc.Each(func(b *location.Binding) bool {
 		if b.NAT {
 			nated++
 		}
