@@ -14,6 +14,7 @@ import (
 	"github.com/sipedge/sipedge/auth"
 	"github.com/sipedge/sipedge/keepalive"
 	"github.com/sipedge/sipedge/sipx"
+	"github.com/sipedge/sipedge/uatest"
 	"golang.org/x/sys/unix"
 )
 
@@ -142,18 +143,18 @@ func TestDigestAgainstSipedge(t *testing.T) {
 			t.Fatal("no challenge picked")
 		}
 		if want := auth.AlgSHA256; algs != nil {
-			if c.algorithm != auth.AlgMD5 {
-				t.Errorf("picked %q", c.algorithm)
+			if c.Algorithm != auth.AlgMD5 {
+				t.Errorf("picked %q", c.Algorithm)
 			}
-		} else if c.algorithm != want {
-			t.Errorf("picked %q, want %q first", c.algorithm, want)
+		} else if c.Algorithm != want {
+			t.Errorf("picked %q, want %q first", c.Algorithm, want)
 		}
-		hdr := authorization(c, user, password(user), "REGISTER", "sip:"+realm, "cn1")
+		hdr := uatest.Authorization(c, user, password(user), "REGISTER", "sip:"+realm)
 		got, err := d.Verify("REGISTER", hdr, creds)
 		if err != nil || got != user {
 			t.Fatalf("Verify(%s) = %q, %v", hdr, got, err)
 		}
-		bad := authorization(c, user, "wrong", "REGISTER", "sip:"+realm, "cn1")
+		bad := uatest.Authorization(c, user, "wrong", "REGISTER", "sip:"+realm)
 		if _, err := d.Verify("REGISTER", bad, creds); err == nil {
 			t.Fatal("a wrong password verified")
 		}

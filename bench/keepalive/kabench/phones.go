@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sipedge/sipedge/uatest"
 )
 
 // The phones: one UDP socket per phone, each bound to its own loopback
@@ -463,7 +465,7 @@ func (f *fleet) registerResponse(idx int, p *phone, m *msg, now int64, out []byt
 		p.cseq++
 		p.state = stWaitAuth
 		p.sentAt = now
-		auth := authorization(c, user, password(user), "REGISTER", "sip:"+f.domain, fmt.Sprintf("c%x.%d", idx, p.cseq))
+		auth := uatest.Authorization(c, user, password(user), "REGISTER", "sip:"+f.domain)
 		out = appendRegister(out[:0], f.regParams(idx, p, user, auth))
 		if err := unix.Sendto(int(p.fd), out, 0, &w.sa); err != nil {
 			f.failPhone(p, 0)

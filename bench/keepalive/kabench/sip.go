@@ -2,11 +2,9 @@ package main
 
 import (
 	"bytes"
-	"crypto/md5"
-	"crypto/sha256"
-	"encoding/hex"
 	"strconv"
-	"strings"
+
+	"github.com/sipedge/sipedge/uatest"
 )
 
 // The phones' SIP: just enough to register with digest auth and to answer
@@ -226,124 +224,13 @@ func appendRegister(dst []byte, p *regParams) []byte {
 	return dst
 }
 
-// challenge is one parsed Digest challenge.
-type challenge struct {
-	realm, nonce, algorithm, qop, opaque string
-}
-
-// parseChallenge parses a WWW-Authenticate value; ok is false unless it is
-// a Digest challenge with a realm and a nonce.
-func parseChallenge(v string) (c challenge, ok bool) {
-	scheme, rest, _ := strings.Cut(strings.TrimSpace(v), " ")
-	if !strings.EqualFold(scheme, "Digest") {
-		return c, false
+// pickChallenge returns the challenge of m the phone answers: the first
+// it supports, in the server's order, as a UA picks (RFC 8760).
+func pickChallenge(m *msg) (uatest.Challenge, bool) {
+	vals := make([]string, m.nauth)
+	for i := range vals {
+		vals[i] = string(m.auths[i])
 	}
-	for _, kv := range splitParams(rest) {
-		k, val, _ := strings.Cut(kv, "=")
-		k = strings.ToLower(strings.TrimSpace(k))
-		val = strings.TrimSpace(val)
-		if len(val) >= 2 && val[0] == '"' && val[len(val)-1] == '"' {
-			val = strings.ReplaceAll(val[1:len(val)-1], `\"`, `"`)
-		}
-		switch k {
-		case "realm":
-			c.realm = val
-		case "nonce":
-			c.nonce = val
-		case "algorithm":
-			c.algorithm = val
-		case "qop":
-			c.qop = val
-		case "opaque":
-			c.opaque = val
-		}
-	}
-	return c, c.realm != "" && c.nonce != ""
-}
-
-// splitParams splits "a=1, b="x,y", c=2" at the commas outside quotes.
-func splitParams(s string) []string {
-	var out []string
-	start, quoted := 0, false
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '\\':
-			if quoted {
-				i++
-			}
-		case '"':
-			quoted = !quoted
-		case ',':
-			if !quoted {
-				out = append(out, s[start:i])
-				start = i + 1
-			}
-		}
-	}
-	return append(out, s[start:])
-}
-
-// pickChallenge returns the first challenge of m with an algorithm the
-// phone supports (SHA-256 or MD5) and qop auth (or none), the way a UA
-// picks the first one it can answer (RFC 8760).
-func pickChallenge(m *msg) (challenge, bool) {
-	for i := 0; i < m.nauth; i++ {
-		c, ok := parseChallenge(string(m.auths[i]))
-		if !ok || hashFor(c.algorithm) == nil {
-			continue
-		}
-		if c.qop != "" && !hasToken(c.qop, "auth") {
-			continue
-		}
-		return c, true
-	}
-	return challenge{}, false
-}
-
-func hasToken(list, tok string) bool {
-	for _, t := range strings.Split(list, ",") {
-		if strings.EqualFold(strings.TrimSpace(t), tok) {
-			return true
-		}
-	}
-	return false
-}
-
-func hashFor(alg string) func([]byte) string {
-	switch {
-	case alg == "" || strings.EqualFold(alg, "MD5"):
-		return func(b []byte) string { s := md5.Sum(b); return hex.EncodeToString(s[:]) }
-	case strings.EqualFold(alg, "SHA-256"):
-		return func(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
-	}
-	return nil
-}
-
-// authorization answers challenge c for user/password, method and uri
-// (RFC 7616 with qop=auth when offered, RFC 2069 otherwise).
-func authorization(c challenge, user, password, method, uri, cnonce string) string {
-	h := hashFor(c.algorithm)
-	ha1 := h([]byte(user + ":" + c.realm + ":" + password))
-	ha2 := h([]byte(method + ":" + uri))
-	const nc = "00000001"
-	var resp string
-	qop := c.qop != ""
-	if qop {
-		resp = h([]byte(ha1 + ":" + c.nonce + ":" + nc + ":" + cnonce + ":auth:" + ha2))
-	} else {
-		resp = h([]byte(ha1 + ":" + c.nonce + ":" + ha2))
-	}
-	var b strings.Builder
-	b.WriteString(`Digest username="` + user + `", realm="` + c.realm + `", nonce="` + c.nonce +
-		`", uri="` + uri + `", response="` + resp + `"`)
-	if c.algorithm != "" {
-		b.WriteString(", algorithm=" + c.algorithm)
-	}
-	if qop {
-		b.WriteString(`, qop=auth, nc=` + nc + `, cnonce="` + cnonce + `"`)
-	}
-	if c.opaque != "" {
-		b.WriteString(`, opaque="` + c.opaque + `"`)
-	}
-	return b.String()
+	c, err := uatest.PickChallenge(vals, "")
+	return c, err == nil
 }
