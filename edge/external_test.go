@@ -1,7 +1,6 @@
 package edge_test
 
 import (
-	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -64,13 +63,7 @@ local_nets = ["10.0.0.0/8"]
 // and the address is learned later, with backoff.
 func TestExternalSTUN(t *testing.T) {
 	t.Parallel()
-	// A port with nobody on it yet.
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := c.LocalAddr().(*net.UDPAddr).Port
-	c.Close()
+	port := int(quietUDPAddr(t).Port())
 
 	begin := time.Now()
 	srv := edgetest.Start(t, `external_address = "stun:127.0.0.1:`+strconv.Itoa(port)+`"`+"\n"+edgetest.Base)

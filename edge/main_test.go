@@ -2,6 +2,8 @@ package edge_test
 
 import (
 	"errors"
+	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -41,6 +43,18 @@ func mustRegister(t *testing.T, p *uatest.Phone) *uatest.Msg {
 		t.Fatalf("REGISTER of %s: got %s, want 200 OK\n%s", p.Name(), res.Summary(), res)
 	}
 	return res
+}
+
+// quietUDPAddr is a loopback UDP address nobody listens on (yet): a
+// server that does not answer, which a test may start there later.
+func quietUDPAddr(t *testing.T) netip.AddrPort {
+	t.Helper()
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
 func isTimeout(err error) bool { return errors.Is(err, uatest.ErrTimeout) }

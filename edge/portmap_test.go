@@ -1,7 +1,6 @@
 package edge_test
 
 import (
-	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -180,12 +179,7 @@ func TestPortmapAutoSTUN(t *testing.T) {
 // the server is up.
 func TestPortmapAutoSTUNRetry(t *testing.T) {
 	t.Parallel()
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stunAddr := c.LocalAddr().(*net.UDPAddr).AddrPort()
-	c.Close() // nobody there yet
+	stunAddr := quietUDPAddr(t)
 	silent := portmaptest.New(t, portmaptest.Config{Silent: true})
 	dc := silent.DiscoverConfig()
 	srv := edgetest.StartWith(t, edge.Options{Gateway: &dc},
