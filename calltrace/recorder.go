@@ -313,6 +313,18 @@ func (r *Recorder) Get(callID string) (Trace, bool) {
 	return t, true
 }
 
+// Summary returns one call's summary without its messages (Get parses
+// every message).
+func (r *Recorder) Summary(callID string) (Summary, bool) {
+	c := r.lookup(callID)
+	if c == nil {
+		return Summary{}, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.summary(), true
+}
+
 // Bytes returns the message text stored for all calls.
 func (r *Recorder) Bytes() int { return int(r.bytes.Load()) }
 

@@ -352,6 +352,20 @@ func TestAttach(t *testing.T) {
 	}
 }
 
+// TestSummary: one call's summary is Get's without the messages.
+func TestSummary(t *testing.T) {
+	r := New(Config{})
+	if _, ok := r.Summary("s"); ok {
+		t.Error("summary of an untraced call")
+	}
+	play(r, natCall("s"))
+	got, ok := r.Summary("s")
+	tr, _ := r.Get("s")
+	if !ok || got != tr.Summary || got.State != StateEnded {
+		t.Errorf("Summary = %+v, %v; Get's is %+v", got, ok, tr.Summary)
+	}
+}
+
 func TestDisabled(t *testing.T) {
 	r := New(Config{Calls: -1})
 	play(r, natCall("off"))

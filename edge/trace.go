@@ -39,12 +39,9 @@ func (e *Edge) RecentCall(id string) (admin.Call, bool) {
 		return admin.Call{}, false
 	}
 	c := v.(admin.Call)
-	c.State = "ended"
-	if t, ok := e.trace.Get(id); ok {
-		switch t.State {
-		case "failed", "cancelled":
-			c.State = t.State
-		}
+	c.State = calltrace.StateEnded
+	if t, ok := e.trace.Summary(id); ok && (t.State == calltrace.StateFailed || t.State == calltrace.StateCancelled) {
+		c.State = t.State
 	}
 	return c, true
 }
