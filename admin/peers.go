@@ -45,8 +45,8 @@ func (q PeerQuery) Matches(aor, contact, remote, userAgent string, nat bool, sta
 	return q.Status == "" || status() == q.Status
 }
 
-// Page sorts n selected items by AOR then contact (less) and returns the
-// index range of the requested page.
+// Page returns the index range of the requested page among n selected
+// peers (sorted with PeerLess).
 func (q PeerQuery) Page(n int) (from, to int) {
 	from = min(q.Offset, n)
 	to = n

@@ -171,10 +171,14 @@ func (e *Edge) Peers(q admin.PeerQuery) ([]admin.Peer, int) {
 		}
 	}
 	// Select on the stored bindings without copying them; keep only the
-	// sort keys, and fetch the page's bindings afterwards.
-	type ref struct{ aor, contact string }
+	// sort keys, and fetch the page's bindings afterwards. Trunks (a few)
+	// sort in among them; trunk is their index, -1 for a registration.
+	type ref struct {
+		aor, contact string
+		trunk        int
+	}
 	_, n := e.loc.Count()
-	sel := make([]ref, 0, n)
+	sel := make([]ref, 0, n+len(e.trunks))
 	e.loc.Each(func(b *location.Binding) bool {
 		remote := ""
 		if q.Q != "" {
@@ -185,47 +189,32 @@ func (e *Edge) Peers(q admin.PeerQuery) ([]admin.Peer, int) {
 			status = flowStatus(b.Flow)
 		}
 		if q.Matches(b.AOR, b.Contact, remote, b.UserAgent, b.NAT, status) {
-			sel = append(sel, ref{b.AOR, b.Contact})
+			sel = append(sel, ref{b.AOR, b.Contact, -1})
 		}
 		return true
 	})
-	var trunks []trunkPing
-	for _, t := range e.trunks {
+	for i, t := range e.trunks {
 		if q.Matches(t.name, t.to, t.flow.Remote.String(), "", false, flowStatus(t.flow)) {
-			trunks = append(trunks, t)
+			sel = append(sel, ref{t.name, t.to, i})
 		}
 	}
 	sort.Slice(sel, func(i, j int) bool { return admin.PeerLess(sel[i].aor, sel[i].contact, sel[j].aor, sel[j].contact) })
-	sort.Slice(trunks, func(i, j int) bool { return admin.PeerLess(trunks[i].name, trunks[i].to, trunks[j].name, trunks[j].to) })
-	total := len(sel) + len(trunks)
-	from, to := q.Page(total)
+	from, to := q.Page(len(sel))
 	out := make([]admin.Peer, 0, to-from)
 	now := time.Now()
-	// Registrations and trunks merge in API order.
-	for i, j, k := 0, 0, 0; k < to; k++ {
-		useTrunk := j < len(trunks) && (i >= len(sel) || admin.PeerLess(trunks[j].name, trunks[j].to, sel[i].aor, sel[i].contact))
-		if k < from {
-			if useTrunk {
-				j++
-			} else {
-				i++
-			}
+	for _, r := range sel[from:to] {
+		if r.trunk >= 0 {
+			out = append(out, e.trunkPeer(e.trunks[r.trunk]))
 			continue
 		}
-		if useTrunk {
-			out = append(out, e.trunkPeer(trunks[j]))
-			j++
-		} else {
-			// A binding that went away since the scan is left out.
-			for _, b := range e.loc.Lookup(sel[i].aor) {
-				if b.Contact == sel[i].contact {
-					out = append(out, e.bindingPeer(b, now))
-				}
+		// A binding that went away since the scan is left out.
+		for _, b := range e.loc.Lookup(r.aor) {
+			if b.Contact == r.contact {
+				out = append(out, e.bindingPeer(b, now))
 			}
-			i++
 		}
 	}
-	return out, total
+	return out, len(sel)
 }
 
 func (e *Edge) bindingPeer(b location.Binding, now time.Time) admin.Peer {
