@@ -20,7 +20,7 @@ import (
 // registrations: one dashboard page (limit=100), a search, and the whole
 // list as `sipedge peer list --json` fetches it.
 //
-//	go test -run '^$' -bench PeersAPI -benchtime 5x ./edge/
+//	go test -run '^$' -bench PeersAPI -benchtime 5x -count 2 -benchmem ./edge/
 func BenchmarkPeersAPI(b *testing.B) {
 	const n = 100000
 	cfg, err := config.Parse("bench.toml", []byte(`
