@@ -58,6 +58,9 @@ func TestCallTraceAndRecent(t *testing.T) {
 		call.Streams[0].Legs[0].Packets < 40 || call.Streams[0].Legs[1].Packets < 40 {
 		t.Errorf("ended call %+v, want state ended, ended time, >= 40 packets each way", call)
 	}
+	if call.Caller.Name != "alice@test.example" || call.Callee.Name != "bob@test.example" {
+		t.Errorf("caller %q, callee %q: want both named by their AOR", call.Caller.Name, call.Callee.Name)
+	}
 
 	tr = admin.CallTrace{}
 	if code := srv.GetJSON(t, "/api/v1/calls/"+id+"/trace", &tr); code != 200 {
