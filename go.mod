@@ -6,6 +6,7 @@ require (
 	github.com/BurntSushi/toml v1.6.0
 	github.com/chromedp/cdproto v0.0.0-20250724212937-08a3db8b4327
 	github.com/chromedp/chromedp v0.14.2
+	github.com/cilium/ebpf v0.20.0
 	github.com/emiago/sipgo v1.7.2
 	go.etcd.io/bbolt v1.5.0
 	golang.org/x/sys v0.49.0
