@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sipedge/sipedge/relay/kernfwd"
 )
 
 // Config configures a Relay. Zero values mean the documented defaults.
@@ -55,6 +57,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock, for tests; default time.Now.
 	Now func() time.Time
+	// Kernel, if set, is the in-kernel fast path (package relay/kernfwd):
+	// the RTP of locked legs is forwarded by the kernel, see kernel.go. The
+	// caller owns it and closes it after the relay.
+	Kernel *kernfwd.Forwarder
 }
 
 func (c *Config) setDefaults() error {
@@ -123,6 +129,10 @@ type Relay struct {
 	hkDone  chan struct{}
 
 	timeouts atomic.Uint64
+
+	kernLegs    atomic.Int64     // legs forwarded in the kernel now
+	kernPackets [2]atomic.Uint64 // forwarded in the kernel, by the side they came from
+	kernBytes   [2]atomic.Uint64
 }
 
 // New starts a relay: its workers and housekeeping goroutine.
@@ -300,6 +310,13 @@ type Totals struct {
 	Wakeups          uint64 `json:"worker_wakeups"`    // epoll_wait returns
 	RecvCalls        uint64 `json:"recvmmsg_calls"`    // recvmmsg calls that returned packets
 	SendCalls        uint64 `json:"sendmmsg_calls"`    // sendmmsg calls
+
+	// The in-kernel fast path (Config.Kernel): legs forwarded there now,
+	// and the RTP packets and bytes it forwarded (also counted in
+	// Packets*/Bytes* above).
+	KernelLegs    int    `json:"kernel_legs"`
+	KernelPackets uint64 `json:"kernel_packets"`
+	KernelBytes   uint64 `json:"kernel_bytes"`
 }
 
 // Totals returns the global counters.
@@ -336,6 +353,19 @@ func (r *Relay) Totals() Totals {
 		t.SendCalls += c.sendCalls.Load()
 	}
 	t.Timeouts = r.timeouts.Load()
+	for x := range 2 {
+		p, b := r.kernPackets[x].Load(), r.kernBytes[x].Load()
+		t.KernelPackets += p
+		t.KernelBytes += b
+		if Side(x) == A {
+			t.PacketsAtoB += p
+			t.BytesAtoB += b
+		} else {
+			t.PacketsBtoA += p
+			t.BytesBtoA += b
+		}
+	}
+	t.KernelLegs = int(r.kernLegs.Load())
 	return t
 }
 

@@ -75,6 +75,7 @@ type leg struct {
 	latch         latch
 	stats         legStats
 	warnedForeign bool
+	k             offload // the in-kernel fast path
 }
 
 // sock is one relay socket. fd and closed are guarded by the session mutex.
@@ -181,7 +182,9 @@ func (s *Session) close() {
 		return
 	}
 	s.deleted = true
+	now := s.r.now()
 	for _, st := range s.streams {
+		s.kernRemoveStream(now, st)
 		for k := range st.legs {
 			s.closeLeg(&st.legs[k])
 		}
@@ -206,9 +209,13 @@ func (s *Session) SetPeer(stream int, side Side, p Peer) {
 	if p.Media != "" {
 		st.media = p.Media
 	}
+	now := s.r.now()
+	// Where either direction goes may change: both go back to user space
+	// until the legs are locked again.
+	s.kernRemoveStream(now, st)
 	l := &st.legs[side]
 	l.peer = p
-	l.latch.setPeer(s.r.now(), p)
+	l.latch.setPeer(now, p)
 }
 
 // Established marks that the answer was seen: media timeouts apply from now.
@@ -263,6 +270,10 @@ type LegInfo struct {
 	Learning   bool           `json:"learning"`        // learning window open
 	Locked     bool           `json:"locked"`          // learning window closed
 
+	// Kernel: this side's RTP is forwarded by the in-kernel fast path now
+	// (the counters below include what it forwarded).
+	Kernel bool `json:"kernel"`
+
 	// Received from this side.
 	Packets          uint64         `json:"packets"`
 	Bytes            uint64         `json:"bytes"`
@@ -315,6 +326,9 @@ func (s *Session) info(now time.Time) SessionInfo {
 		si.Worker = s.w.id
 	}
 	for _, st := range s.streams {
+		for k := range st.legs {
+			s.kernSync(now, &st.legs[k])
+		}
 		si.Streams = append(si.Streams, StreamInfo{
 			Index: st.index,
 			Media: st.media,
@@ -343,6 +357,7 @@ func (s *Session) legInfo(now time.Time, l *leg) LegInfo {
 		Latched:       l.latch.latched,
 		Learning:      l.latch.windowOpen(now, pol),
 		Locked:        l.latch.locked(now, pol),
+		Kernel:        l.k.on,
 
 		Packets:          l.stats.packets,
 		Bytes:            l.stats.bytes,
@@ -423,6 +438,7 @@ func (s *Session) check(now time.Time) string {
 	for _, st := range s.streams {
 		for k := range st.legs {
 			l := &st.legs[k]
+			s.kernSync(now, l)
 			if l.stats.lastSeen.After(last) {
 				last = l.stats.lastSeen
 			}
@@ -445,6 +461,13 @@ func (s *Session) check(now time.Time) string {
 			return fmt.Sprintf("no media for %s while on hold", idle.Truncate(time.Second))
 		}
 		return fmt.Sprintf("no media for %s", idle.Truncate(time.Second))
+	}
+	if s.r.cfg.Kernel != nil {
+		for _, st := range s.streams {
+			for k := range st.legs {
+				s.kernTry(now, &st.legs[k])
+			}
+		}
 	}
 	return ""
 }
@@ -504,6 +527,9 @@ func (s *Session) handle(k *sock, src netip.AddrPort, b []byte, now time.Time, c
 			c.malformed++
 			return o, false
 		}
+		if l.k.on && src == l.latch.src && s.kernPunted(l, &h) {
+			s.kernRemove(now, l)
+		}
 		v, moved := l.latch.rtp(now, &s.r.pol, src, h.SSRC, h.Seq)
 		switch v {
 		case verdictForeign:
@@ -515,6 +541,10 @@ func (s *Session) handle(k *sock, src netip.AddrPort, b []byte, now time.Time, c
 			return o, false
 		}
 		if moved {
+			// This side's entry matches its old source, the other's sends
+			// to it: both go back to user space.
+			s.kernRemove(now, l)
+			s.kernRemove(now, other)
 			st.latches++
 			c.latches++
 			s.r.log.Info("relay: latched", "session", s.id, "stream", l.st.index, "side", l.side.String(), "source", src)
