@@ -178,6 +178,7 @@ type StreamLeg struct {
 	Target         string `json:"target"`     // where the relay sends to this side
 	Latched        bool   `json:"latched"`
 	Locked         bool   `json:"locked"`
+	Kernel         bool   `json:"kernel"` // forwarded by the in-kernel fast path now
 	Hold           bool   `json:"hold"`
 	RTCPMux        bool   `json:"rtcp_mux"`
 	Packets        uint64 `json:"packets"`

@@ -117,6 +117,9 @@ func writeCall(w io.Writer, c admin.Call, detail bool) {
 			if l.Hold {
 				fmt.Fprint(w, ", on hold")
 			}
+			if l.Kernel {
+				fmt.Fprint(w, ", in kernel")
+			}
 			fmt.Fprintln(w)
 			if detail {
 				fmt.Fprintf(w, "        relay port %d, announced %s, sending to %s, latched=%v locked=%v rtcp-mux=%v, RTCP %d pkts (reports loss %.1f%%, jitter %.1f ms)\n",

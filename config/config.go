@@ -293,6 +293,14 @@ type Media struct {
 	// Probation is the number of consecutive, sequence-consistent packets
 	// a new source must send before it is latched. Default 4.
 	Probation int `toml:"probation"`
+	// Kernel is the in-kernel fast path (eBPF on tc ingress, Linux 6.6+,
+	// root): once a leg is locked its RTP is forwarded by the kernel.
+	// "off" (default), "auto" (use it when the kernel allows, else warn
+	// and stay in user space) or "on" (refuse to start without it).
+	Kernel string `toml:"kernel"`
+	// KernelInterfaces are the interfaces the fast path is attached to.
+	// Default: every loopback or Ethernet-like interface that is up at start.
+	KernelInterfaces []string `toml:"kernel_interfaces"`
 }
 
 // User is a SIP user defined in the config.

@@ -29,6 +29,10 @@ const (
 	MediaNAT    = "nat"    // relay calls with a NATed leg
 	MediaNever  = "never"  // never relay
 
+	KernelOff  = "off"  // media.kernel: user space only
+	KernelAuto = "auto" // the in-kernel fast path when available
+	KernelOn   = "on"   // the in-kernel fast path, or no start
+
 	// Keepalive methods, for keepalive.method.
 	KeepaliveOptions = "options" // SIP OPTIONS: RTT and reachability
 	KeepaliveCRLF    = "crlf"    // 4 bytes: keeps the NAT open only
@@ -128,6 +132,7 @@ func Default() *Config {
 			HoldTimeout: Duration{time.Hour},
 			Learning:    Duration{3 * time.Second},
 			Probation:   4,
+			Kernel:      KernelOff,
 		},
 	}
 }

@@ -354,6 +354,15 @@ func (ck *checker) keepaliveInterval(key string, d Duration) {
 func (ck *checker) media() {
 	m := ck.c.Media
 	ck.oneOf("media.mode", m.Mode, MediaAlways, MediaNAT, MediaNever)
+	ck.oneOf("media.kernel", m.Kernel, KernelOff, KernelAuto, KernelOn)
+	for i, n := range m.KernelInterfaces {
+		if n == "" || len(n) > 15 || strings.ContainsAny(n, "/ \t") {
+			ck.errorf(fmt.Sprintf("media.kernel_interfaces[%d]", i), "%q is not an interface name", n)
+		}
+	}
+	if len(m.KernelInterfaces) > 0 && m.Kernel == KernelOff {
+		ck.warnf("media.kernel_interfaces", "ignored while media.kernel is \"off\"")
+	}
 	if _, _, err := m.PortRange(); err != nil {
 		ck.errorf("media.ports", "%v", err)
 	}

@@ -370,6 +370,8 @@ func (e *Edge) Metrics(w io.Writer) {
 		fmt.Fprintf(w, "sipedge_relay_dropped_total{reason=%q} %d\n", d.reason, d.n)
 	}
 	fmt.Fprintf(w, "# TYPE sipedge_relay_timeouts_total counter\nsipedge_relay_timeouts_total %d\n", rt.Timeouts)
+	fmt.Fprintf(w, "# TYPE sipedge_relay_kernel_legs gauge\nsipedge_relay_kernel_legs %d\n", rt.KernelLegs)
+	fmt.Fprintf(w, "# TYPE sipedge_relay_kernel_packets_total counter\nsipedge_relay_kernel_packets_total %d\n", rt.KernelPackets)
 	e.keepaliveMetrics(w)
 	stunMetrics(w, e.stunStats())
 	if st.External != nil {
@@ -448,7 +450,7 @@ func (e *Edge) adminCall(c proxy.Call) admin.Call {
 }
 
 func streamLeg(l relay.LegInfo) admin.StreamLeg {
-	sl := admin.StreamLeg{RelayPort: l.LocalRTP, Latched: l.Latched, Locked: l.Locked, Hold: l.Hold, RTCPMux: l.RTCPMux,
+	sl := admin.StreamLeg{RelayPort: l.LocalRTP, Latched: l.Latched, Locked: l.Locked, Kernel: l.Kernel, Hold: l.Hold, RTCPMux: l.RTCPMux,
 		Packets: l.Packets, Bytes: l.Bytes, RTCPPackets: l.RTCPPackets, DroppedForeign: l.DroppedForeign,
 		DroppedLearning: l.DroppedLearning, DroppedMalformed: l.DroppedMalformed, DroppedNoTarget: l.DroppedNoTarget,
 		LastSeen: l.LastSeen, Lost: l.Lost, LossPercent: l.LossPercent, JitterMs: l.JitterMS}

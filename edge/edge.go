@@ -35,6 +35,7 @@ import (
 	"github.com/sipedge/sipedge/proxy"
 	"github.com/sipedge/sipedge/registrar"
 	"github.com/sipedge/sipedge/relay"
+	"github.com/sipedge/sipedge/relay/kernfwd"
 	"github.com/sipedge/sipedge/sipx"
 	"github.com/sipedge/sipedge/stun"
 )
@@ -420,7 +421,21 @@ func (e *Edge) startMedia() error {
 	if err != nil {
 		return fmt.Errorf("edge: media.ports: %w", err)
 	}
+	var kf *kernfwd.Forwarder
+	if m.Kernel == config.KernelAuto || m.Kernel == config.KernelOn {
+		kf, err = kernfwd.Open(m.KernelInterfaces)
+		switch {
+		case err != nil && m.Kernel == config.KernelOn:
+			return fmt.Errorf("edge: media.kernel = \"on\": %w", err)
+		case err != nil:
+			e.log.Warn("media: in-kernel fast path unavailable, relaying in user space", "error", err)
+		default:
+			e.log.Info("media: in-kernel fast path on", "interfaces", kf.Interfaces())
+			e.closers = append(e.closers, func() { _ = kf.Close() }) // after the relay's
+		}
+	}
 	e.relay, err = relay.New(relay.Config{
+		Kernel:  kf,
 		PortMin: lo, PortMax: hi,
 		Learning: m.Learning.Duration, Probation: m.Probation,
 		Timeout: m.Timeout.Duration, HoldTimeout: m.HoldTimeout.Duration,

@@ -1054,6 +1054,7 @@
       const flags = [];
       if (leg.latched) flags.push('latched');
       if (leg.locked) flags.push('locked');
+      if (leg.kernel) flags.push('in kernel');
       if (leg.hold) flags.push('on hold');
       if (leg.rtcp_mux) flags.push('rtcp-mux');
       const drops = [['foreign', leg.dropped_foreign], ['learning', leg.dropped_learning], ['malformed', leg.dropped_malformed], ['no target', leg.dropped_no_target]].filter(([, n]) => n > 0);

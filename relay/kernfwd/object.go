@@ -3,4 +3,4 @@
 package kernfwd
 
 // sourceSHA256 is the SHA-256 of the bpf/fwd.c that fwd.o was built from.
-const sourceSHA256 = "889d2f9608bf2000c973da602dbaa8bd33869eab13928c7dd64eaa3c0918ab8f"
+const sourceSHA256 = "a1bf097e26d42dbbdfe3d41be95b9b04bbc28f6a3fee5931213009e10b850d3d"

@@ -71,10 +71,15 @@ struct {
 #define UDP_CSUM_OFF (UDP_OFF + offsetof(struct udphdr, check))
 #define RTP_OFF (UDP_OFF + sizeof(struct udphdr))
 
+// Packets this program does not forward go on unchanged: TC_ACT_UNSPEC is
+// "next program" under TCX (and "continue" for cls_bpf), so other tc
+// programs on the interface (another sipedge, Cilium) still see them.
+#define NEXT TC_ACT_UNSPEC
+
 static __always_inline int punt(struct fwd_val *v)
 {
 	__sync_fetch_and_add(&v->punted, 1);
-	return TC_ACT_OK;
+	return NEXT;
 }
 
 SEC("tc")
@@ -84,16 +89,16 @@ int sipedge_rtp(struct __sk_buff *skb)
 	void *end = (void *)(long)skb->data_end;
 
 	if (skb->protocol != bpf_htons(ETH_P_IP) || skb->gso_size != 0)
-		return TC_ACT_OK;
+		return NEXT;
 	// Ethernet + IPv4 without options + UDP + RTP fixed header, in the
 	// linear part of the skb (the rewrite helpers work on the rest).
 	if (data + RTP_OFF + 12 > end) {
 		if (skb->len < RTP_OFF + 12 || bpf_skb_pull_data(skb, RTP_OFF + 12) != 0)
-			return TC_ACT_OK;
+			return NEXT;
 		data = (void *)(long)skb->data;
 		end = (void *)(long)skb->data_end;
 		if (data + RTP_OFF + 12 > end)
-			return TC_ACT_OK;
+			return NEXT;
 	}
 	struct ethhdr *eth = data;
 	struct iphdr *ip = data + ETH_HLEN;
@@ -101,7 +106,7 @@ int sipedge_rtp(struct __sk_buff *skb)
 	__u8 *rtp = data + RTP_OFF;
 	if (eth->h_proto != bpf_htons(ETH_P_IP) || ip->ihl != 5 || ip->version != 4 ||
 	    ip->protocol != IPPROTO_UDP || (ip->frag_off & bpf_htons(0x3fff)) != 0)
-		return TC_ACT_OK;
+		return NEXT;
 
 	struct fwd_key key = {
 		.saddr = ip->saddr,
@@ -110,9 +115,9 @@ int sipedge_rtp(struct __sk_buff *skb)
 	};
 	struct fwd_val *v = bpf_map_lookup_elem(&sipedge_fwd, &key);
 	if (!v)
-		return TC_ACT_OK;
+		return NEXT;
 	if (v->daddr != 0 && v->daddr != ip->daddr)
-		return TC_ACT_OK; // another local address: not this leg's socket
+		return NEXT; // another local address: not this leg's socket
 
 	__u32 ulen = bpf_ntohs(udp->len);
 	if (ulen < sizeof(struct udphdr) + 12 || ulen > MAX_PACKET ||
