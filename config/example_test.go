@@ -62,7 +62,11 @@ func TestExample(t *testing.T) {
 		{"STUNAlternatePort", c.STUNAlternatePort(), 3479},
 		{"UserKeepalive(users[0])", c.UserKeepalive(c.Users[0]), 25 * time.Second},
 		{"UserKeepalive(users[1])", c.UserKeepalive(c.Users[1]), 20 * time.Second},
-		{"media", c.Media, func() Media { m := Default().Media; m.Address, m.Advertise, m.KernelInterfaces = "0.0.0.0", "203.0.113.10", []string{}; return m }()},
+		{"media", c.Media, func() Media {
+			m := Default().Media
+			m.Address, m.Advertise, m.KernelInterfaces = "0.0.0.0", "203.0.113.10", []string{}
+			return m
+		}()},
 		{"UserMedia(users[0])", c.UserMedia(c.Users[0]), "nat"},
 		{"UserMedia(users[1])", c.UserMedia(c.Users[1]), "always"},
 		{"Realm", c.Realm(), "example.com"},
