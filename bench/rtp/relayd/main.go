@@ -23,6 +23,9 @@
 //	                 connected sockets. What user space can do at best.
 //	sipedge          github.com/sipedge/sipedge/relay, set up as the SIP side
 //	                 does for a call (Leg, SetPeer, Established).
+//	sipedge-kernel   the same with the in-kernel fast path (relay/kernfwd) on
+//	                 lo: locked legs are forwarded by an eBPF program, so most
+//	                 of the work happens in the sender's softirq, not in relayd.
 package main
 
 import (
@@ -49,6 +52,7 @@ var impls = map[string]func(cfg config) (relayImpl, error){
 	"reference":       newReference,
 	"reference-epoll": newEpoll,
 	"sipedge":         newSipedge,
+	"sipedge-kernel":  newSipedgeKernel,
 }
 
 type config struct {
@@ -59,7 +63,7 @@ type config struct {
 }
 
 func main() {
-	impl := flag.String("impl", "reference", "relay implementation: reference, reference-epoll or sipedge")
+	impl := flag.String("impl", "reference", "relay implementation: reference, reference-epoll, sipedge or sipedge-kernel")
 	ip := flag.String("ip", "127.0.0.1", "IPv4 address the relay ports listen on")
 	ports := flag.String("ports", "30000-39999", "port range for relays that take one (sipedge)")
 	workers := flag.Int("workers", runtime.GOMAXPROCS(0), "threads for reference-epoll")

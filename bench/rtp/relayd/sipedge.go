@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/sipedge/sipedge/relay"
+	"github.com/sipedge/sipedge/relay/kernfwd"
 )
 
 // sipedgeRelay drives the edge's own relay package exactly as the SIP side
@@ -13,6 +15,7 @@ import (
 type sipedgeRelay struct {
 	r  *relay.Relay
 	ip netip.Addr
+	kf *kernfwd.Forwarder
 }
 
 func newSipedge(cfg config) (relayImpl, error) {
@@ -21,6 +24,23 @@ func newSipedge(cfg config) (relayImpl, error) {
 		return nil, err
 	}
 	return &sipedgeRelay{r: r, ip: cfg.ip}, nil
+}
+
+// newSipedgeKernel is sipedge with the in-kernel fast path on lo
+// (media.kernel): legs lock 300 ms after their first packet and go to the
+// kernel at the next housekeeping sweep (once a second), so rtpload's
+// warm-up must be longer than that (it uses 3 s for this relay).
+func newSipedgeKernel(cfg config) (relayImpl, error) {
+	kf, err := kernfwd.Open([]string{"lo"})
+	if err != nil {
+		return nil, err
+	}
+	r, err := relay.New(relay.Config{PortMin: cfg.portMin, PortMax: cfg.portMax, Kernel: kf, Learning: 300 * time.Millisecond})
+	if err != nil {
+		kf.Close()
+		return nil, err
+	}
+	return &sipedgeRelay{r: r, ip: cfg.ip, kf: kf}, nil
 }
 
 func (s *sipedgeRelay) Create(id string, a, b netip.AddrPort) (uint16, uint16, error) {
@@ -41,9 +61,15 @@ func (s *sipedgeRelay) Create(id string, a, b netip.AddrPort) (uint16, uint16, e
 
 func (s *sipedgeRelay) Stats() string {
 	t := s.r.Totals()
-	return fmt.Sprintf("sessions=%d fwd_a_b=%d fwd_b_a=%d dropped_foreign=%d dropped_learning=%d dropped_no_target=%d dropped_malformed=%d send_errors=%d latches=%d wakeups=%d recvmmsg=%d sendmmsg=%d",
+	return fmt.Sprintf("sessions=%d fwd_a_b=%d fwd_b_a=%d dropped_foreign=%d dropped_learning=%d dropped_no_target=%d dropped_malformed=%d send_errors=%d latches=%d wakeups=%d recvmmsg=%d sendmmsg=%d kernel_legs=%d kernel_packets=%d",
 		t.Sessions, t.PacketsAtoB, t.PacketsBtoA, t.DroppedForeign, t.DroppedLearning, t.DroppedNoTarget,
-		t.DroppedMalformed, t.SendErrors, t.Latches, t.Wakeups, t.RecvCalls, t.SendCalls)
+		t.DroppedMalformed, t.SendErrors, t.Latches, t.Wakeups, t.RecvCalls, t.SendCalls, t.KernelLegs, t.KernelPackets)
 }
 
-func (s *sipedgeRelay) Close() error { return s.r.Close() }
+func (s *sipedgeRelay) Close() error {
+	err := s.r.Close()
+	if s.kf != nil {
+		s.kf.Close()
+	}
+	return err
+}

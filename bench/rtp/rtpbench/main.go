@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/sipedge/sipedge/bench/internal/procstat"
+	"github.com/sipedge/sipedge/relay/kernfwd"
 )
 
 // result is the part of rtpload's JSON the summary uses.
@@ -148,6 +149,12 @@ func main() {
 	}
 	if *relays == "" {
 		p.relays = []string{"reference", "reference-epoll", "sipedge"}
+		if kf, err := kernfwd.Open([]string{"lo"}); err == nil {
+			kf.Close()
+			p.relays = append(p.relays, "sipedge-kernel")
+		} else {
+			fmt.Fprintf(os.Stderr, "rtpbench: no in-kernel fast path here (%v): sipedge-kernel left out\n", err)
+		}
 		if _, err := os.Stat(*rtpengine); err == nil {
 			p.relays = append(p.relays, "rtpengine")
 		} else {

@@ -53,6 +53,7 @@ func render(rs []*result, note string) string {
 		}
 		w("")
 		ratioTable(&b, loads)
+		addedTable(&b, loads)
 	}
 	if len(search) > 0 {
 		w("## Saturation")
@@ -187,9 +188,95 @@ func ratioTable(b *strings.Builder, loads []*result) {
 	fmt.Fprintf(b, "\n")
 }
 
+// addedTable compares relays by the machine's CPU they add: busy cores with
+// the relay minus busy cores of the direct run at the same load. Unlike
+// "relay cores" this also counts work done on the relay's behalf outside
+// its process, which is where the in-kernel fast path works (in the
+// sender's softirq), so it is the fair figure for sipedge-kernel.
+func addedTable(b *strings.Builder, loads []*result) {
+	direct := map[int]*result{}
+	by := map[int]map[string]*result{}
+	var streams []int
+	names := map[string]bool{}
+	for _, r := range loads {
+		if r.Relay == "direct" {
+			direct[r.Streams] = r
+			continue
+		}
+		if by[r.Streams] == nil {
+			by[r.Streams] = map[string]*result{}
+			streams = append(streams, r.Streams)
+		}
+		by[r.Streams][r.Relay] = r
+		names[r.Relay] = true
+	}
+	if len(direct) == 0 || !names["rtpengine"] {
+		return
+	}
+	sort.Ints(streams)
+	var cols []string
+	for _, n := range []string{"sipedge", "sipedge-kernel", "rtpengine", "reference", "reference-epoll"} {
+		if names[n] {
+			cols = append(cols, n)
+		}
+	}
+	ours := []string{}
+	for _, n := range []string{"sipedge", "sipedge-kernel"} {
+		if names[n] {
+			ours = append(ours, n)
+		}
+	}
+	fmt.Fprintf(b, "### Packets/s per added machine core\n\nAdded cores = machine busy cores with the relay − with the direct run at the same load.\n\n| streams | direct busy cores |")
+	for _, c := range cols {
+		fmt.Fprintf(b, " %s: added cores, pps per added core |", c)
+	}
+	for _, o := range ours {
+		fmt.Fprintf(b, " %s / rtpengine |", o)
+	}
+	fmt.Fprintf(b, "\n|--:|--:|%s%s\n", strings.Repeat("--:|", len(cols)), strings.Repeat("--:|", len(ours)))
+	perAdded := func(r, d *result) float64 {
+		if r == nil || d == nil || r.MachineBusy-d.MachineBusy <= 0 {
+			return 0
+		}
+		return r.RelayedPPS / (r.MachineBusy - d.MachineBusy)
+	}
+	for _, n := range streams {
+		d := direct[n]
+		if d == nil {
+			continue
+		}
+		fmt.Fprintf(b, "| %d | %.2f |", n, d.MachineBusy)
+		for _, c := range cols {
+			r := by[n][c]
+			if r == nil {
+				fmt.Fprintf(b, " |")
+				continue
+			}
+			mark := ""
+			if !r.Pass {
+				mark = " (failed)"
+			}
+			if r.Other > disturbed {
+				mark += " (disturbed)"
+			}
+			fmt.Fprintf(b, " %.2f, %.0f%s |", r.MachineBusy-d.MachineBusy, perAdded(r, d), mark)
+		}
+		for _, o := range ours {
+			s, e := perAdded(by[n][o], d), perAdded(by[n]["rtpengine"], d)
+			if s > 0 && e > 0 {
+				fmt.Fprintf(b, " %.2f× |", s/e)
+			} else {
+				fmt.Fprintf(b, " |")
+			}
+		}
+		fmt.Fprintf(b, "\n")
+	}
+	fmt.Fprintf(b, "\n")
+}
+
 // rank orders relays in tables: the baseline, the references, ours, theirs.
 func rank(relay string) int {
-	for i, r := range []string{"direct", "reference", "reference-epoll", "sipedge", "rtpengine"} {
+	for i, r := range []string{"direct", "reference", "reference-epoll", "sipedge", "sipedge-kernel", "rtpengine"} {
 		if r == relay {
 			return i
 		}
