@@ -81,6 +81,24 @@
 // takes once per received batch; sockets are closed only under that mutex,
 // so a worker never touches a file descriptor number that was reused.
 //
+// # The in-kernel fast path
+//
+// With Config.Kernel (package relay/kernfwd, an eBPF program on the tc
+// ingress hook) a leg's RTP is forwarded by the kernel once the leg is
+// locked: latched, its learning window closed, its SSRC known, the other
+// side's target known. The kernel forwards only packets from the locked
+// source to the leg's port that carry the locked SSRC and a plausible
+// sequence number, rewritten to come from the other leg's port, exactly as
+// user space would send them. Everything else still reaches the leg's
+// socket: foreign sources are dropped and counted here as before, RTCP is
+// read here, and a new SSRC or a sequence jump makes user space take the
+// leg back (it forwards that packet itself). A SetPeer on either side, the
+// latch moving or the session ending remove the stream's entries before
+// anything else happens, so the latching policy above is never bypassed.
+// The housekeeping sweep installs entries and folds the kernel's counters
+// (packets, bytes, last arrival, highest sequence, jitter) into the legs'
+// statistics once a second and on every Info.
+//
 // The package needs Linux (epoll, recvmmsg, sendmmsg); on other systems New
 // returns an error.
 package relay
