@@ -7,6 +7,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"slices"
@@ -241,6 +242,22 @@ func (f *Forwarder) Remove(k Key) (Stats, error) {
 		return Stats{}, err
 	}
 	return v.stats(), nil
+}
+
+// EnableRunStats makes the kernel account the program's run time (all BPF
+// programs on the host, while the returned closer is open; it costs a clock
+// read per run, so it is for measurements, not for production).
+func EnableRunStats() (io.Closer, error) { return ebpf.EnableStats(unix.BPF_STATS_RUN_TIME) }
+
+// RunStats returns how often the program ran (once per IPv4 packet entering
+// an attached interface) and its total run time, while run statistics are
+// enabled (EnableRunStats).
+func (f *Forwarder) RunStats() (runs uint64, total time.Duration, err error) {
+	st, err := f.coll.Programs["sipedge_rtp"].Stats()
+	if err != nil {
+		return 0, 0, err
+	}
+	return st.RunCount, st.Runtime, nil
 }
 
 // MonoNow is the current CLOCK_MONOTONIC time, the clock of Stats.Last.

@@ -3,6 +3,7 @@
 package kernfwd
 
 import (
+	"io"
 	"net/netip"
 	"time"
 )
@@ -27,6 +28,14 @@ func (f *Forwarder) Read(k Key) (Stats, error) { return Stats{}, ErrUnsupported 
 
 // Remove fails.
 func (f *Forwarder) Remove(k Key) (Stats, error) { return Stats{}, ErrUnsupported }
+
+// EnableRunStats fails.
+func EnableRunStats() (io.Closer, error) { return nil, ErrUnsupported }
+
+// RunStats fails.
+func (f *Forwarder) RunStats() (runs uint64, total time.Duration, err error) {
+	return 0, 0, ErrUnsupported
+}
 
 // MonoNow returns 0.
 func MonoNow() time.Duration { return 0 }

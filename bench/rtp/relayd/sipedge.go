@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net/netip"
 	"time"
 
@@ -13,9 +14,10 @@ import (
 // does for a call: one session, one RTP stream (index 0), a leg per side, the
 // phones' SDP addresses as peers (not behind NAT), then Established.
 type sipedgeRelay struct {
-	r  *relay.Relay
-	ip netip.Addr
-	kf *kernfwd.Forwarder
+	r     *relay.Relay
+	ip    netip.Addr
+	kf    *kernfwd.Forwarder
+	stats io.Closer // BPF run-time accounting, for the program's cost per packet
 }
 
 func newSipedge(cfg config) (relayImpl, error) {
@@ -40,7 +42,9 @@ func newSipedgeKernel(cfg config) (relayImpl, error) {
 		kf.Close()
 		return nil, err
 	}
-	return &sipedgeRelay{r: r, ip: cfg.ip, kf: kf}, nil
+	s := &sipedgeRelay{r: r, ip: cfg.ip, kf: kf}
+	s.stats, _ = kernfwd.EnableRunStats() // without it Stats says bpf_runs=0
+	return s, nil
 }
 
 func (s *sipedgeRelay) Create(id string, a, b netip.AddrPort) (uint16, uint16, error) {
@@ -63,13 +67,29 @@ func (s *sipedgeRelay) Stats() string {
 	t := s.r.Totals()
 	return fmt.Sprintf("sessions=%d fwd_a_b=%d fwd_b_a=%d dropped_foreign=%d dropped_learning=%d dropped_no_target=%d dropped_malformed=%d send_errors=%d latches=%d wakeups=%d recvmmsg=%d sendmmsg=%d kernel_legs=%d kernel_packets=%d",
 		t.Sessions, t.PacketsAtoB, t.PacketsBtoA, t.DroppedForeign, t.DroppedLearning, t.DroppedNoTarget,
-		t.DroppedMalformed, t.SendErrors, t.Latches, t.Wakeups, t.RecvCalls, t.SendCalls, t.KernelLegs, t.KernelPackets)
+		t.DroppedMalformed, t.SendErrors, t.Latches, t.Wakeups, t.RecvCalls, t.SendCalls, t.KernelLegs, t.KernelPackets) + s.bpfStats()
+}
+
+// bpfStats is the in-kernel program's run count and mean run time per
+// packet since the relay started (all packets entering lo, forwarded or not).
+func (s *sipedgeRelay) bpfStats() string {
+	if s.kf == nil {
+		return ""
+	}
+	runs, total, err := s.kf.RunStats()
+	if err != nil || runs == 0 {
+		return " bpf_runs=0"
+	}
+	return fmt.Sprintf(" bpf_runs=%d bpf_ns_per_run=%.0f", runs, float64(total.Nanoseconds())/float64(runs))
 }
 
 func (s *sipedgeRelay) Close() error {
 	err := s.r.Close()
 	if s.kf != nil {
 		s.kf.Close()
+	}
+	if s.stats != nil {
+		s.stats.Close()
 	}
 	return err
 }
