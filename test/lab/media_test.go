@@ -67,6 +67,15 @@ func where(p Phone) string {
 // default) and the small relay port range.
 func mediaLab(t *testing.T, mode string, extra ...string) (*Lab, *Sipedge) {
 	t.Helper()
+	return mediaLabWith(t, EdgeConfig{Media: mode}, extra...)
+}
+
+// mediaLabWith is mediaLab with more of sipedge's config: cfg's Users and
+// MediaPorts default to mediaUsers and RelayPorts. With cfg.Kernel "on"
+// it first checks that the in-kernel fast path can load in se-edge
+// (needKernelFastPath), since sipedge would refuse to start without it.
+func mediaLabWith(t *testing.T, cfg EdgeConfig, extra ...string) (*Lab, *Sipedge) {
+	t.Helper()
 	SkipNoBaresip(t)
 	l := New(t, Options{Capture: true})
 	for _, ns := range extra {
@@ -75,7 +84,16 @@ func mediaLab(t *testing.T, mode string, extra ...string) (*Lab, *Sipedge) {
 			t.Fatal(err)
 		}
 	}
-	s := l.StartSipedge(EdgeConfig{Users: mediaUsers, Media: mode, MediaPorts: RelayPorts})
+	if cfg.Users == nil {
+		cfg.Users = mediaUsers
+	}
+	if cfg.MediaPorts == "" {
+		cfg.MediaPorts = RelayPorts
+	}
+	if cfg.Kernel == "on" {
+		needKernelFastPath(t, cfg.ns())
+	}
+	s := l.StartSipedge(cfg)
 	return l, s
 }
 
@@ -86,6 +104,10 @@ type audioOpts struct {
 	// when a starved host makes the phones fall behind. Default talkTime.
 	Talk       time.Duration
 	BeforeDial func() // runs right before the caller dials
+	// Talking runs as soon as the call is established, during the talk:
+	// the call lasts at least Talk after establishment whatever Talking
+	// takes.
+	Talking func()
 	// BeforeHangup runs at the end of the talk, while the call is up.
 	BeforeHangup func()
 	// Proxy is the softphones' outbound proxy ("ip:port"); default
@@ -164,7 +186,10 @@ func audioCall(t *testing.T, l *Lab, s *Sipedge, from, to Phone, opts audioOpts)
 	established := time.Now()
 	t.Logf("call %s -> %s established %v after dialling (both phones registered %v after starting); talking for %v",
 		where(from), where(to), time.Since(start).Round(time.Millisecond), registered.Round(time.Millisecond), opts.Talk)
-	time.Sleep(opts.Talk)
+	if opts.Talking != nil {
+		opts.Talking()
+	}
+	time.Sleep(time.Until(established.Add(opts.Talk)))
 	// Wait, if need be, until both phones have sent the whole talk.
 	talked := time.Now().Add(maxExtraTalk)
 	for time.Now().Before(talked) &&
@@ -403,6 +428,27 @@ func TestLabAudioMediaNever(t *testing.T) {
 // call's audio back, and the tones must still pass both ways.
 func TestLabRTPInjection(t *testing.T) {
 	l, s := mediaLab(t, "")
+	rtpInjection(t, l, s, audioOpts{
+		BeforeHangup: func() { logCalls(t, s, "before hanging up, after both attack phases", false) },
+	})
+}
+
+// Injection attack phases, since the caller dials: the first covers the
+// INVITE, the answer and the learning window, the second comes mid-call,
+// when the legs are long locked.
+var (
+	attackEarly = attackPhase{0, 6 * time.Second}
+	attackLate  = attackPhase{8 * time.Second, 10 * time.Second}
+)
+
+// rtpInjection runs TestLabRTPInjection's call (alice -> bob, a 10 s talk)
+// under attack (attackEarly and attackLate) and checks it: no attacker
+// packet reaches either phone, nothing comes back to the attacker, the
+// attack hit the call's own relay ports, two-way audio through the relay.
+// opts adds hooks to the call (BeforeDial runs right before the attack
+// starts); its Talk and Relay are the helper's own.
+func rtpInjection(t *testing.T, l *Lab, s *Sipedge, opts audioOpts) audioResult {
+	t.Helper()
 	// pcap files of both phones' interfaces, for a human (the counts come
 	// from the sniffers below).
 	for _, ns := range []string{NSA, NSB} {
@@ -428,15 +474,15 @@ func TestLabRTPInjection(t *testing.T) {
 		})
 		sniffers = append(sniffers, sn)
 	}
-	atk := startRTPAttacker(t, l, EdgeIP, relayPortMin, relayPortMax, []attackPhase{
-		{0, 6 * time.Second},                // INVITE, answer, learning window
-		{8 * time.Second, 10 * time.Second}, // mid-call
-	})
-	r := audioCall(t, l, s, alice, bob, audioOpts{
-		Talk:         10 * time.Second,
-		BeforeDial:   atk.Start,
-		BeforeHangup: func() { logCalls(t, s, "before hanging up, after both attack phases", false) },
-	})
+	atk := startRTPAttacker(t, l, EdgeIP, relayPortMin, relayPortMax, []attackPhase{attackEarly, attackLate})
+	opts.Talk = 10 * time.Second
+	opts.Relay = nil
+	if before := opts.BeforeDial; before != nil {
+		opts.BeforeDial = func() { before(); atk.Start() }
+	} else {
+		opts.BeforeDial = atk.Start
+	}
+	r := audioCall(t, l, s, alice, bob, opts)
 	atk.Stop()
 	for _, sn := range sniffers {
 		sn.Stop()
@@ -474,6 +520,7 @@ func TestLabRTPInjection(t *testing.T) {
 	}
 	wantTwoWay(t, r)
 	wantRelayed(t, r)
+	return r
 }
 
 func sortedPorts(m map[uint16]bool) []int {
@@ -701,6 +748,10 @@ type relayTraffic struct {
 	// attacker and from anyone else.
 	AttackTo                map[uint16]int
 	FirstAttack, FirstOther map[uint16]time.Time
+	// BadSumOut counts the packets from the relay's ports with a wrong
+	// UDP checksum on the wire (sniffed.badSum): meaningful only with
+	// Lab.SoftwareChecksums.
+	BadSumOut int
 }
 
 // flowKey is a peer's address and a relay port.
@@ -750,6 +801,9 @@ func startRelayCapture(t *testing.T, l *Lab, spot relaySpot) *relayCounter {
 		if p.src.Addr() == relayIP && spot.has(p.src.Port()) {
 			tr.Out[p.dst.Addr().String()]++
 			tr.OutFlows[flowKey{p.dst, p.src.Port()}]++
+			if p.badSum {
+				tr.BadSumOut++
+			}
 		}
 	})
 	return c
@@ -768,6 +822,10 @@ type sniffed struct {
 	src, dst netip.AddrPort
 	payload  []byte // only valid during the callback
 	outgoing bool   // sent by this namespace (else received)
+	// badSum: the UDP checksum is set and wrong. A packet sent with
+	// checksum offload (the lab's default, see Lab.SoftwareChecksums)
+	// shows only a partial checksum here, which counts as wrong.
+	badSum bool
 }
 
 // udpSniffer reads every IPv4 packet on one interface of a namespace
@@ -855,7 +913,29 @@ func parseUDP4(b []byte) (sniffed, bool) {
 		src:     netip.AddrPortFrom(src, binary.BigEndian.Uint16(u[0:2])),
 		dst:     netip.AddrPortFrom(dst, binary.BigEndian.Uint16(u[2:4])),
 		payload: u[8:end],
+		badSum:  binary.BigEndian.Uint16(u[6:8]) != 0 && end == int(binary.BigEndian.Uint16(u[4:6])) && udpSum(b[12:20], u[:end]) != 0xffff,
 	}, true
+}
+
+// udpSum is the ones' complement sum (RFC 768) of the IPv4 pseudo-header
+// (addrs: source and destination address) and the UDP datagram u,
+// checksum field included: 0xffff when the checksum is right.
+func udpSum(addrs, u []byte) uint16 {
+	sum := uint32(17) + uint32(len(u)) // protocol, UDP length
+	add := func(b []byte) {
+		for i := 0; i+1 < len(b); i += 2 {
+			sum += uint32(b[i])<<8 | uint32(b[i+1])
+		}
+		if len(b)%2 == 1 {
+			sum += uint32(b[len(b)-1]) << 8
+		}
+	}
+	add(addrs)
+	add(u)
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	return uint16(sum)
 }
 
 // Stop ends the sniffer and waits for its last callback.

@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // The test process opens sockets inside lab namespaces itself: a socket
@@ -177,4 +179,78 @@ func (l *Lab) HTTPClient(ns string) *http.Client {
 		Timeout:   10 * time.Second,
 		Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true},
 	}
+}
+
+// SoftwareChecksums turns checksum offload off, transmit and receive, on
+// every interface of every lab namespace (those that exist now: call it
+// after adding hosts). By default a veth hands its peer a UDP packet with
+// only a partial checksum (CHECKSUM_PARTIAL), which the receiver takes on
+// trust, so a wrong checksum would go unnoticed. Without offload every
+// packet leaves with a full checksum computed in software, and the
+// routers' conntrack (nf_conntrack_checksum) and the phones' UDP check it
+// and drop a bad one, as they do with packets from a real NIC.
+func (l *Lab) SoftwareChecksums() error {
+	out, err := run(context.Background(), "ip", "netns", "list")
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || !strings.HasPrefix(f[0], Prefix) {
+			continue
+		}
+		ns := f[0]
+		err := InNS(ns, func() error {
+			ifs, err := net.Interfaces()
+			if err != nil {
+				return err
+			}
+			for _, ifc := range ifs {
+				if ifc.Flags&net.FlagLoopback != 0 {
+					continue
+				}
+				for _, cmd := range []uint32{ethtoolSTXCSUM, ethtoolSRXCSUM} {
+					// A bridge has no receive checksumming to turn off.
+					if err := ethtoolSet(ifc.Name, cmd, 0); err != nil && err != syscall.EOPNOTSUPP {
+						return fmt.Errorf("%s: ethtool command %#x: %w", ifc.Name, cmd, err)
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("lab: checksum offload off in %s: %w", ns, err)
+		}
+	}
+	return nil
+}
+
+// The legacy ethtool ioctl (linux/ethtool.h), as `ethtool -K IF tx off rx
+// off` does it; the lab needs no ethtool binary.
+const (
+	siocETHTOOL    = 0x8946
+	ethtoolSRXCSUM = 0x15 // set receive checksum offload
+	ethtoolSTXCSUM = 0x17 // set transmit checksum offload
+)
+
+// ethtoolSet sends an ethtool_value command for ifname on the calling
+// thread's namespace.
+func ethtoolSet(ifname string, cmd, data uint32) error {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM, 0)
+	if err != nil {
+		return err
+	}
+	defer syscall.Close(fd)
+	val := &struct{ Cmd, Data uint32 }{cmd, data}
+	var ifr struct {
+		Name [syscall.IFNAMSIZ]byte
+		Data unsafe.Pointer // struct ifreq's ifr_data
+		_    [16]byte       // the rest of the union
+	}
+	copy(ifr.Name[:syscall.IFNAMSIZ-1], ifname)
+	ifr.Data = unsafe.Pointer(val)
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), siocETHTOOL, uintptr(unsafe.Pointer(&ifr))); e != 0 {
+		return e
+	}
+	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -51,10 +52,21 @@ type EdgeConfig struct {
 	// sipedge's default ["SHA-256", "MD5"] every SIPp phone would fail.
 	Algorithms []string
 	// Media is [media] mode: "always", "nat" or "never". MediaPorts is
-	// [media] ports, the relay's RTP port range ("30000-30199"). When both
-	// are empty there is no [media] table (sipedge's defaults).
+	// [media] ports, the relay's RTP port range ("30000-30199"). When
+	// these and the other [media] fields below are all zero there is no
+	// [media] table (sipedge's defaults).
 	Media      string
 	MediaPorts string
+	// Learning is [media] learning, the relay's learning window after
+	// each offer/answer (0: sipedge's default, 3 s). A short one locks
+	// the legs sooner.
+	Learning time.Duration
+	// Kernel is [media] kernel, the in-kernel RTP fast path: "off",
+	// "auto" or "on" ("" for sipedge's default, off). KernelInterfaces is
+	// [media] kernel_interfaces (nil: sipedge's default, every up
+	// loopback or Ethernet-like interface of its namespace).
+	Kernel           string
+	KernelInterfaces []string
 	// UserKeepalive overrides [keepalive] interval for some users (their
 	// [[users]] keepalive): 0 turns keepalives off for their flows and
 	// dialogs.
@@ -111,11 +123,7 @@ func (c EdgeConfig) TOML(dataDir string) string {
 		fmt.Fprintf(&b, "external_address = %q\n", c.ExternalAddress)
 	}
 	if c.LocalNets != nil {
-		q := make([]string, len(c.LocalNets))
-		for i, n := range c.LocalNets {
-			q[i] = fmt.Sprintf("%q", n)
-		}
-		fmt.Fprintf(&b, "local_nets = [%s]\n", strings.Join(q, ", "))
+		fmt.Fprintf(&b, "local_nets = %s\n", tomlStrings(c.LocalNets))
 	}
 	b.WriteString("\n")
 	b.WriteString("[log]\nlevel = \"debug\"\n\n")
@@ -127,19 +135,24 @@ func (c EdgeConfig) TOML(dataDir string) string {
 		fmt.Fprintf(&b, "[[listen]]\ntransport = %q\naddress = %q\n\n", tr, listen)
 	}
 	fmt.Fprintf(&b, "[admin]\nlisten = %q\ntoken = %q\n\n", AdminAddr, AdminToken)
-	quoted := make([]string, len(algs))
-	for i, a := range algs {
-		quoted[i] = fmt.Sprintf("%q", a)
-	}
-	fmt.Fprintf(&b, "[auth]\nalgorithms = [%s]\n\n", strings.Join(quoted, ", "))
+	fmt.Fprintf(&b, "[auth]\nalgorithms = %s\n\n", tomlStrings(algs))
 	fmt.Fprintf(&b, "[security]\nban_failures = %d\n\n", ban)
-	if c.Media != "" || c.MediaPorts != "" {
+	if c.Media != "" || c.MediaPorts != "" || c.Learning != 0 || c.Kernel != "" || c.KernelInterfaces != nil {
 		b.WriteString("[media]\n")
 		if c.Media != "" {
 			fmt.Fprintf(&b, "mode = %q\n", c.Media)
 		}
 		if c.MediaPorts != "" {
 			fmt.Fprintf(&b, "ports = %q\n", c.MediaPorts)
+		}
+		if c.Learning != 0 {
+			fmt.Fprintf(&b, "learning = %q\n", c.Learning.String())
+		}
+		if c.Kernel != "" {
+			fmt.Fprintf(&b, "kernel = %q\n", c.Kernel)
+		}
+		if c.KernelInterfaces != nil {
+			fmt.Fprintf(&b, "kernel_interfaces = %s\n", tomlStrings(c.KernelInterfaces))
 		}
 		b.WriteString("\n")
 	}
@@ -155,6 +168,15 @@ func (c EdgeConfig) TOML(dataDir string) string {
 		b.WriteString("\n")
 	}
 	return b.String()
+}
+
+// tomlStrings renders a TOML array of strings.
+func tomlStrings(list []string) string {
+	q := make([]string, len(list))
+	for i, v := range list {
+		q[i] = fmt.Sprintf("%q", v)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
 }
 
 var sipedgeBuild struct {
@@ -469,4 +491,86 @@ func (s *Sipedge) LastLadder() (*Ladder, error) {
 	}
 	l.Ladder.CallID, l.Ladder.State = l.CallID, l.State
 	return &l.Ladder, nil
+}
+
+// Call is one live call as GET /api/v1/calls shows it: the part the lab
+// reads, with the lab's own types so that the JSON field names are pinned.
+type Call struct {
+	CallID  string `json:"call_id"`
+	State   string `json:"state"` // ringing|answered
+	Relayed bool   `json:"relayed"`
+	Streams []struct {
+		Index int    `json:"index"`
+		Media string `json:"media"`
+		// Legs[0] is the caller's side, Legs[1] the callee's; each counts
+		// what the relay received from that side.
+		Legs [2]StreamLeg `json:"legs"`
+	} `json:"streams"`
+}
+
+// StreamLeg is one side of a relayed stream in GET /api/v1/calls.
+type StreamLeg struct {
+	RelayPort      int    `json:"relay_port"` // the relay port this side sends to
+	Target         string `json:"target"`     // where the relay sends to this side
+	Latched        bool   `json:"latched"`
+	Locked         bool   `json:"locked"`
+	Kernel         bool   `json:"kernel"` // forwarded by the in-kernel fast path now
+	Packets        uint64 `json:"packets"`
+	DroppedForeign uint64 `json:"dropped_foreign"`
+}
+
+func (l StreamLeg) String() string {
+	return fmt.Sprintf("port %d -> %s latched=%v locked=%v kernel=%v packets=%d dropped_foreign=%d",
+		l.RelayPort, l.Target, l.Latched, l.Locked, l.Kernel, l.Packets, l.DroppedForeign)
+}
+
+// Calls is GET /api/v1/calls.
+func (s *Sipedge) Calls() ([]Call, error) {
+	body, err := s.get("/api/v1/calls")
+	if err != nil {
+		return nil, err
+	}
+	var calls []Call
+	if err := json.Unmarshal(body, &calls); err != nil {
+		return nil, fmt.Errorf("GET /api/v1/calls: %w: %s", err, body)
+	}
+	return calls, nil
+}
+
+// Metrics reads GET /metrics: every sample by series, name and labels as
+// written (`sipedge_relay_packets_total{direction="caller_to_callee"}`).
+func (s *Sipedge) Metrics() (map[string]float64, error) {
+	body, err := s.get("/metrics")
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			m[line[:i]] = v
+		}
+	}
+	if len(m) == 0 {
+		return nil, fmt.Errorf("GET /metrics: no samples: %.200s", body)
+	}
+	return m, nil
+}
+
+// MetricSum is the sum of every series of metric name in m, whatever its
+// labels.
+func MetricSum(m map[string]float64, name string) float64 {
+	var sum float64
+	for k, v := range m {
+		if k == name || strings.HasPrefix(k, name+"{") {
+			sum += v
+		}
+	}
+	return sum
 }

@@ -331,18 +331,14 @@ func (l *Lab) StartStund(ns, ip1, ip2 string) (*Proc, error) {
 // ("requests", "answered", "error_responses", "ignored", "rate_limited",
 // "tcp_connections": the sipedge_stun_<name>_total series).
 func (s *Sipedge) STUNCounters() (map[string]uint64, error) {
-	body, err := s.get("/metrics")
+	m, err := s.Metrics()
 	if err != nil {
 		return nil, err
 	}
 	c := map[string]uint64{}
-	for _, line := range strings.Split(string(body), "\n") {
-		f := strings.Fields(line)
-		if len(f) != 2 || !strings.HasPrefix(f[0], "sipedge_stun_") || !strings.HasSuffix(f[0], "_total") {
-			continue
-		}
-		if n, err := strconv.ParseUint(f[1], 10, 64); err == nil {
-			c[strings.TrimSuffix(strings.TrimPrefix(f[0], "sipedge_stun_"), "_total")] = n
+	for name, v := range m {
+		if strings.HasPrefix(name, "sipedge_stun_") && strings.HasSuffix(name, "_total") && !strings.Contains(name, "{") {
+			c[strings.TrimSuffix(strings.TrimPrefix(name, "sipedge_stun_"), "_total")] = uint64(v)
 		}
 	}
 	if len(c) == 0 {
