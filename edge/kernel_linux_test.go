@@ -4,14 +4,13 @@ package edge_test
 
 import (
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sipedge/sipedge/admin"
 	"github.com/sipedge/sipedge/edge/edgetest"
-	"github.com/sipedge/sipedge/relay/kernfwd"
+	"github.com/sipedge/sipedge/internal/bpftest"
 )
 
 // TestMediaKernelFastPath: with media.kernel = "on", a call between two
@@ -21,14 +20,7 @@ import (
 // a phone.
 func TestMediaKernelFastPath(t *testing.T) {
 	t.Parallel()
-	kf, err := kernfwd.Open([]string{"lo"})
-	if err != nil {
-		if os.Getenv("SIPEDGE_REQUIRE_BPF") != "" {
-			t.Fatalf("in-kernel fast path unavailable: %v", err)
-		}
-		t.Skipf("in-kernel fast path unavailable: %v", err)
-	}
-	kf.Close()
+	bpftest.Forwarder(t, "lo").Close() // skip (or fail) here if it cannot load
 	srv := edgetest.Start(t, edgetest.Base+"\n[media]\nlearning = \"300ms\"\nkernel = \"on\"\nkernel_interfaces = [\"lo\"]\n")
 	mc := startMediaCall(t, srv)
 	mc.aRTP.sendAsync(mc.aDst, 1000, 100)
@@ -65,16 +57,7 @@ func TestMediaKernelFastPath(t *testing.T) {
 	if n := mc.aRTP.count(0xBAD) + mc.bRTP.count(0xBAD); n != 0 {
 		t.Errorf("%d injected packets reached the phones, want 0", n)
 	}
-	for src := range mc.bRTP.sources() {
-		if src != mc.bDst {
-			t.Errorf("bob got RTP from %s, want only from %s", src, mc.bDst)
-		}
-	}
-	for src := range mc.aRTP.sources() {
-		if src != mc.aDst {
-			t.Errorf("alice got RTP from %s, want only from %s", src, mc.aDst)
-		}
-	}
+	mc.checkSymmetric(t)
 	l := legs()
 	if l[0].Packets < 190 || l[1].Packets < 190 || l[0].Lost != 0 || l[1].Lost != 0 {
 		t.Errorf("per-leg counters: alice %d (lost %d), bob %d (lost %d); want >= 190 and no loss", l[0].Packets, l[0].Lost, l[1].Packets, l[1].Lost)

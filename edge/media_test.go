@@ -179,6 +179,22 @@ type mediaCall struct {
 	gotAnswer    []byte         // SDP as alice received it
 }
 
+// checkSymmetric: each phone got RTP only from the relay port it sends to
+// (symmetric RTP).
+func (mc *mediaCall) checkSymmetric(t *testing.T) {
+	t.Helper()
+	for src := range mc.bRTP.sources() {
+		if src != mc.bDst {
+			t.Errorf("bob got RTP from %s, want only from the relay port he sends to (%s): symmetric RTP", src, mc.bDst)
+		}
+	}
+	for src := range mc.aRTP.sources() {
+		if src != mc.aDst {
+			t.Errorf("alice got RTP from %s, want only from %s", src, mc.aDst)
+		}
+	}
+}
+
 func startMediaCall(t *testing.T, srv *edgetest.Server) *mediaCall {
 	t.Helper()
 	mc := &mediaCall{srv: srv}
@@ -257,16 +273,7 @@ func TestMediaRelayBetweenNATedPhones(t *testing.T) {
 	if n := mc.aRTP.waitCount(0xB0B, 40, 3*time.Second); n < 40 {
 		t.Errorf("alice got %d of bob's 50 RTP packets, want >= 40", n)
 	}
-	for src := range mc.bRTP.sources() {
-		if src != mc.bDst {
-			t.Errorf("bob got RTP from %s, want only from the relay port he sends to (%s): symmetric RTP", src, mc.bDst)
-		}
-	}
-	for src := range mc.aRTP.sources() {
-		if src != mc.aDst {
-			t.Errorf("alice got RTP from %s, want only from %s", src, mc.aDst)
-		}
-	}
+	mc.checkSymmetric(t)
 
 	var calls []admin.Call
 	if code := srv.GetJSON(t, "/api/v1/calls", &calls); code != 200 || len(calls) != 1 {

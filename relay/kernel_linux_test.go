@@ -6,27 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
+	"github.com/sipedge/sipedge/internal/bpftest"
 	"github.com/sipedge/sipedge/relay/kernfwd"
 )
-
-// kernelOrSkip loads the in-kernel fast path on lo, or skips where the kernel
-// or the privileges do not allow it (SIPEDGE_REQUIRE_BPF=1: fail instead).
-func kernelOrSkip(t *testing.T) *kernfwd.Forwarder {
-	t.Helper()
-	kf, err := kernfwd.Open([]string{"lo"})
-	if err != nil {
-		if os.Getenv("SIPEDGE_REQUIRE_BPF") != "" {
-			t.Fatalf("in-kernel fast path unavailable: %v", err)
-		}
-		t.Skipf("in-kernel fast path unavailable: %v", err)
-	}
-	t.Cleanup(func() { kf.Close() })
-	return kf
-}
 
 func kernelLegs(s *Session) (a, b bool) {
 	st := s.Info().Streams[0]
@@ -38,7 +23,7 @@ func kernelLegs(s *Session) (a, b bool) {
 // dropped and counted by user space, statistics kept whole, and user space
 // taking the legs back on a new SSRC, a re-INVITE and the end of the call.
 func TestKernelFastPath(t *testing.T) {
-	kf := kernelOrSkip(t)
+	kf := bpftest.Forwarder(t, "lo")
 	clk := newFakeClock()
 	r := newTestRelay(t, Config{Now: clk.Now, Kernel: kf})
 	a := newPhone(t, "A", "127.0.0.2", 0xa)

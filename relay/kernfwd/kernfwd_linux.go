@@ -212,30 +212,19 @@ func (v *rawVal) stats() Stats {
 }
 
 // Read returns an entry's counters.
-func (f *Forwarder) Read(k Key) (Stats, error) {
-	rk, err := k.raw()
-	if err != nil {
-		return Stats{}, err
-	}
-	var v rawVal
-	if err := f.fwd.Lookup(rk, &v); err != nil {
-		if errors.Is(err, ebpf.ErrKeyNotExist) {
-			return Stats{}, ErrNotFound
-		}
-		return Stats{}, err
-	}
-	return v.stats(), nil
-}
+func (f *Forwarder) Read(k Key) (Stats, error) { return f.lookup(k, f.fwd.Lookup) }
 
 // Remove deletes an entry and returns its final counters; from then on the
 // leg's packets go to the relay's socket.
-func (f *Forwarder) Remove(k Key) (Stats, error) {
+func (f *Forwarder) Remove(k Key) (Stats, error) { return f.lookup(k, f.fwd.LookupAndDelete) }
+
+func (f *Forwarder) lookup(k Key, op func(key, value any) error) (Stats, error) {
 	rk, err := k.raw()
 	if err != nil {
 		return Stats{}, err
 	}
 	var v rawVal
-	if err := f.fwd.LookupAndDelete(rk, &v); err != nil {
+	if err := op(rk, &v); err != nil {
 		if errors.Is(err, ebpf.ErrKeyNotExist) {
 			return Stats{}, ErrNotFound
 		}

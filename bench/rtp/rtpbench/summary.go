@@ -166,14 +166,7 @@ func ratioTable(b *strings.Builder, loads []*result) {
 				fmt.Fprintf(b, " |")
 				continue
 			}
-			mark := ""
-			if !r.Pass {
-				mark = " (failed)"
-			}
-			if r.Other > disturbed {
-				mark += " (disturbed)"
-			}
-			fmt.Fprintf(b, " %s%s |", perCore(r), mark)
+			fmt.Fprintf(b, " %s%s |", perCore(r), marks(r))
 		}
 		if names["rtpengine"] {
 			s, e := by[n]["sipedge"], by[n]["rtpengine"]
@@ -252,14 +245,7 @@ func addedTable(b *strings.Builder, loads []*result) {
 				fmt.Fprintf(b, " |")
 				continue
 			}
-			mark := ""
-			if !r.Pass {
-				mark = " (failed)"
-			}
-			if r.Other > disturbed {
-				mark += " (disturbed)"
-			}
-			fmt.Fprintf(b, " %.2f, %.0f%s |", r.MachineBusy-d.MachineBusy, perAdded(r, d), mark)
+			fmt.Fprintf(b, " %.2f, %.0f%s |", r.MachineBusy-d.MachineBusy, perAdded(r, d), marks(r))
 		}
 		for _, o := range ours {
 			s, e := perAdded(by[n][o], d), perAdded(by[n]["rtpengine"], d)
@@ -272,6 +258,18 @@ func addedTable(b *strings.Builder, loads []*result) {
 		fmt.Fprintf(b, "\n")
 	}
 	fmt.Fprintf(b, "\n")
+}
+
+// marks flags a table cell whose step failed or was disturbed.
+func marks(r *result) string {
+	m := ""
+	if !r.Pass {
+		m = " (failed)"
+	}
+	if r.Other > disturbed {
+		m += " (disturbed)"
+	}
+	return m
 }
 
 // rank orders relays in tables: the baseline, the references, ours, theirs.
