@@ -169,6 +169,21 @@ func (p *phone) drainUntil(end string) int {
 	}
 }
 
+// expectOnlyEnd sends an END marker each way and checks it is the only
+// packet either phone still had to read: nothing else (an attacker's
+// packets) got through.
+func expectOnlyEnd(t *testing.T, a, b *phone) {
+	t.Helper()
+	a.sendRTP("END-A")
+	b.sendRTP("END-B")
+	if n := b.drainUntil("END-A"); n != 1 {
+		t.Fatalf("B got %d packets before END", n)
+	}
+	if n := a.drainUntil("END-B"); n != 1 {
+		t.Fatalf("A got %d packets before END", n)
+	}
+}
+
 // call sets up a session with one audio stream between two phones.
 func setupCall(t testing.TB, r *Relay, id string, a, b *phone, bind string, pa, pb Peer) *Session {
 	t.Helper()
@@ -317,14 +332,7 @@ func TestAttackerNeverReachesPhones(t *testing.T) {
 	natEvil := listenUDP(t, "127.0.0.2")
 	spray(natEvil, 10, false)
 
-	a.sendRTP("END-A")
-	b.sendRTP("END-B")
-	if n := b.drainUntil("END-A"); n != 1 {
-		t.Fatalf("B got %d packets before END", n)
-	}
-	if n := a.drainUntil("END-B"); n != 1 {
-		t.Fatalf("A got %d packets before END", n)
-	}
+	expectOnlyEnd(t, a, b)
 	info := s.Info().Streams[0]
 	if info.A.DroppedForeign+info.B.DroppedForeign != uint64(sent) {
 		t.Fatalf("dropped foreign %d+%d, sent %d", info.A.DroppedForeign, info.B.DroppedForeign, sent)

@@ -120,22 +120,35 @@ func render(rs []*result, note string) string {
 // CPU figures are marked as unreliable.
 const disturbed = 0.2
 
-// ratioTable compares pps per relay core at each load.
-func ratioTable(b *strings.Builder, loads []*result) {
-	by := map[int]map[string]*result{}
-	var streams []int
-	names := map[string]bool{}
+// grouped is a run's fixed-load results by load and relay.
+type grouped struct {
+	direct  map[int]*result            // the direct run at each load
+	by      map[int]map[string]*result // streams -> relay -> result
+	streams []int                      // loads with a relay result, in order of appearance
+	names   map[string]bool            // relays measured
+}
+
+func group(loads []*result) grouped {
+	g := grouped{direct: map[int]*result{}, by: map[int]map[string]*result{}, names: map[string]bool{}}
 	for _, r := range loads {
 		if r.Relay == "direct" {
+			g.direct[r.Streams] = r
 			continue
 		}
-		if by[r.Streams] == nil {
-			by[r.Streams] = map[string]*result{}
-			streams = append(streams, r.Streams)
+		if g.by[r.Streams] == nil {
+			g.by[r.Streams] = map[string]*result{}
+			g.streams = append(g.streams, r.Streams)
 		}
-		by[r.Streams][r.Relay] = r
-		names[r.Relay] = true
+		g.by[r.Streams][r.Relay] = r
+		g.names[r.Relay] = true
 	}
+	return g
+}
+
+// ratioTable compares pps per relay core at each load.
+func ratioTable(b *strings.Builder, loads []*result) {
+	g := group(loads)
+	by, streams, names := g.by, g.streams, g.names
 	if !names["sipedge"] {
 		return
 	}
@@ -187,22 +200,8 @@ func ratioTable(b *strings.Builder, loads []*result) {
 // its process, which is where the in-kernel fast path works (in the
 // sender's softirq), so it is the fair figure for sipedge-kernel.
 func addedTable(b *strings.Builder, loads []*result) {
-	direct := map[int]*result{}
-	by := map[int]map[string]*result{}
-	var streams []int
-	names := map[string]bool{}
-	for _, r := range loads {
-		if r.Relay == "direct" {
-			direct[r.Streams] = r
-			continue
-		}
-		if by[r.Streams] == nil {
-			by[r.Streams] = map[string]*result{}
-			streams = append(streams, r.Streams)
-		}
-		by[r.Streams][r.Relay] = r
-		names[r.Relay] = true
-	}
+	g := group(loads)
+	direct, by, streams, names := g.direct, g.by, g.streams, g.names
 	if len(direct) == 0 || !names["rtpengine"] {
 		return
 	}
