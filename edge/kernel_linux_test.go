@@ -3,12 +3,14 @@
 package edge_test
 
 import (
+	"bytes"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sipedge/sipedge/admin"
+	"github.com/sipedge/sipedge/cli"
 	"github.com/sipedge/sipedge/edge/edgetest"
 	"github.com/sipedge/sipedge/internal/bpftest"
 )
@@ -64,6 +66,13 @@ func TestMediaKernelFastPath(t *testing.T) {
 	}
 	if d := l[0].DroppedForeign + l[1].DroppedForeign; d < 100 {
 		t.Errorf("%d foreign packets counted, want the attacker's 100", d)
+	}
+	var out, errb bytes.Buffer
+	if rc := cli.Main([]string{"call", "list", "--admin", "http://" + srv.Admin, "--token", srv.Token}, &out, &errb); rc != 0 {
+		t.Fatalf("sipedge call list: exit %d: %s", rc, errb.String())
+	}
+	if n := strings.Count(out.String(), ", in kernel"); n != 2 {
+		t.Errorf("sipedge call list marks %d directions \"in kernel\", want 2:\n%s", n, out.String())
 	}
 	m := metricsText(t, srv)
 	if !strings.Contains(m, "sipedge_relay_kernel_legs 2\n") {

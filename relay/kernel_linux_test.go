@@ -122,6 +122,19 @@ func TestKernelFastPath(t *testing.T) {
 	a.sendRTP("kernel-again")
 	b.expectRTP("kernel-again")
 
+	// A sequence jump: the kernel leaves it to user space, which forwards
+	// it and takes the leg back.
+	a.seq += 20000
+	a.sendRTP("jump")
+	b.expectRTP("jump")
+	if ka, _ := kernelLegs(s); ka {
+		t.Fatal("A still in the kernel after a sequence jump")
+	}
+	r.sweep(clk.Now())
+	if ka, _ := kernelLegs(s); !ka {
+		t.Fatal("A not offloaded again after the jump")
+	}
+
 	// A re-INVITE from B: both directions back to user space at once.
 	keyA := kernfwd.Key{Peer: a.rtpAddr(), Port: a.relayRTP.Port()}
 	s.SetPeer(0, B, b.peer())
